@@ -11,7 +11,7 @@ import ml_collections
 def _paper_model(num_layers, dim, num_heads, num_kv_heads, ffn_dim, **extra):
   return dict(vocab_size=32000, num_layers=num_layers, dim=dim, num_heads=num_heads,
               num_kv_heads=num_kv_heads, ffn_dim=ffn_dim, ffn_type="swiglu",
-              tie_embeddings=True, max_seq_len=2048, compute_dtype="bfloat16", **extra)
+              tie_embeddings=True, max_seq_len=2048, compute_dtype="bfloat16") | extra
 
 
 # The paper trains at sequence 2048 with bf16 compute; `data.seq_len` follows for these presets.
@@ -44,12 +44,12 @@ PRESETS = {
     # The ablation ladder's starting point: a 12-layer-style model with FC-ReLU-FC FFN (4x), full
     # multi-head attention and separate input/output embeddings (~134M params).
     "baseline_125m": dict(
-        model=_paper_model(12, 768, 12, 12, 3072, **dict(ffn_type="relu")) | dict(tie_embeddings=False),
+        model=_paper_model(12, 768, 12, 12, 3072, ffn_type="relu", tie_embeddings=False),
         data=_PAPER_DATA),
     # The 350M baseline in the same style (24 layers x 1024, as OPT-350M; ~367M params). The paper
     # does not print its exact shape; this is our choice.
     "baseline_350m": dict(
-        model=_paper_model(24, 1024, 16, 16, 4096, **dict(ffn_type="relu")) | dict(tie_embeddings=False),
+        model=_paper_model(24, 1024, 16, 16, 4096, ffn_type="relu", tie_embeddings=False),
         data=_PAPER_DATA),
 }
 
