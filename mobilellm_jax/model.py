@@ -1,0 +1,210 @@
+"""The MobileLLM decoder (Flax NNX): pre-RMSNorm, RoPE, grouped-query attention, SwiGLU or ReLU FFN,
+tied or separate output head, and block-wise layer sharing run as a scan over the unique blocks.
+
+Shapes are suffixed: B batch, L sequence, D dim, H query heads, K kv heads, G = H/K, E head_dim,
+F ffn hidden, V vocab, N unique blocks.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mobilellm_jax.schedule import layer_passes
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelArgs:
+  """Hashable copy of config.model (nnx modules keep static attributes hashable for jit)."""
+  vocab_size: int
+  dim: int
+  num_layers: int
+  num_heads: int
+  num_kv_heads: int
+  ffn_type: str
+  ffn_dim: int
+  tie_embeddings: bool
+  layer_sharing: str
+  share_repeats: int
+  max_seq_len: int
+  rope_theta: float
+  norm_eps: float
+  init_std: float
+  param_dtype: str
+  compute_dtype: str
+  scan_layers: bool
+  remat: str
+
+  @classmethod
+  def from_config(cls, model_config) -> "ModelArgs":
+    values = model_config.to_dict() if hasattr(model_config, "to_dict") else dict(model_config)
+    return cls(**values)
+
+  @property
+  def head_dim(self) -> int:
+    return self.dim // self.num_heads
+
+
+def _param(rngs, shape, axes, args: ModelArgs, init="normal"):
+  """A parameter carrying its logical axis names (mapped to mesh axes by sharding.py)."""
+  dtype = jnp.dtype(args.param_dtype)
+  if init == "ones":
+    value = jnp.ones(shape, dtype)
+  else:
+    value = (args.init_std * jax.random.normal(rngs.params(), shape, jnp.float32)).astype(dtype)
+  return nnx.Param(value, sharding_names=axes, eager_sharding=False)
+
+
+class RMSNorm(nnx.Module):
+  """x / rms(x) * scale, computed in float32."""
+
+  def __init__(self, args: ModelArgs, rngs: nnx.Rngs):
+    self.eps = args.norm_eps
+    self.scale = _param(rngs, (args.dim,), ("embed",), args, init="ones")
+
+  def __call__(self, x_BxLxD):
+    x = x_BxLxD.astype(jnp.float32)
+    x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
+    return (x * self.scale[...].astype(jnp.float32)).astype(x_BxLxD.dtype)
+
+
+def rope_sin_cos(positions_BxL, head_dim: int, theta: float):
+  """RoPE angles for the rotate-half layout (as Hugging Face Llama), each [B, L, E/2]."""
+  inv_freq_E2 = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+  angles_BxLxE2 = positions_BxL.astype(jnp.float32)[..., None] * inv_freq_E2
+  return jnp.sin(angles_BxLxE2), jnp.cos(angles_BxLxE2)
+
+
+def apply_rope(x_BxLxNxE, sin_BxLxE2, cos_BxLxE2):
+  x1, x2 = jnp.split(x_BxLxNxE.astype(jnp.float32), 2, axis=-1)
+  sin, cos = sin_BxLxE2[:, :, None, :], cos_BxLxE2[:, :, None, :]
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x_BxLxNxE.dtype)
+
+
+class Attention(nnx.Module):
+  """Causal grouped-query attention: K key/value heads each serve H/K query heads."""
+
+  def __init__(self, args: ModelArgs, rngs: nnx.Rngs):
+    D, H, K, E = args.dim, args.num_heads, args.num_kv_heads, args.head_dim
+    self.dtype = jnp.dtype(args.compute_dtype)
+    self.wq_DxHxE = _param(rngs, (D, H, E), ("embed", "heads", "head_dim"), args)
+    self.wk_DxKxE = _param(rngs, (D, K, E), ("embed", "kv_heads", "head_dim"), args)
+    self.wv_DxKxE = _param(rngs, (D, K, E), ("embed", "kv_heads", "head_dim"), args)
+    self.wo_HxExD = _param(rngs, (H, E, D), ("heads", "head_dim", "embed"), args)
+
+  def __call__(self, x_BxLxD, sin, cos):
+    dt = self.dtype
+    q_BxLxHxE = jnp.einsum("bld,dhe->blhe", x_BxLxD, self.wq_DxHxE[...].astype(dt))
+    k_BxLxKxE = jnp.einsum("bld,dke->blke", x_BxLxD, self.wk_DxKxE[...].astype(dt))
+    v_BxLxKxE = jnp.einsum("bld,dke->blke", x_BxLxD, self.wv_DxKxE[...].astype(dt))
+    q_BxLxHxE = apply_rope(q_BxLxHxE, sin, cos)
+    k_BxLxKxE = apply_rope(k_BxLxKxE, sin, cos)
+    out_BxLxHxE = jax.nn.dot_product_attention(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE, is_causal=True)
+    return jnp.einsum("blhe,hed->bld", out_BxLxHxE, self.wo_HxExD[...].astype(dt))
+
+
+class FeedForward(nnx.Module):
+  """SwiGLU: down(silu(gate x) * up x); or the baseline FC-ReLU-FC: down(relu(up x))."""
+
+  def __init__(self, args: ModelArgs, rngs: nnx.Rngs):
+    D, F = args.dim, args.ffn_dim
+    self.gated = args.ffn_type == "swiglu"
+    self.dtype = jnp.dtype(args.compute_dtype)
+    if self.gated:
+      self.w_gate_DxF = _param(rngs, (D, F), ("embed", "mlp"), args)
+    self.w_up_DxF = _param(rngs, (D, F), ("embed", "mlp"), args)
+    self.w_down_FxD = _param(rngs, (F, D), ("mlp", "embed"), args)
+
+  def __call__(self, x_BxLxD):
+    dt = self.dtype
+    up_BxLxF = x_BxLxD @ self.w_up_DxF[...].astype(dt)
+    if self.gated:
+      hidden_BxLxF = jax.nn.silu(x_BxLxD @ self.w_gate_DxF[...].astype(dt)) * up_BxLxF
+    else:
+      hidden_BxLxF = jax.nn.relu(up_BxLxF)
+    return hidden_BxLxF @ self.w_down_FxD[...].astype(dt)
+
+
+class Block(nnx.Module):
+  """Pre-norm residual block: x + attn(norm(x)), then x + ffn(norm(x))."""
+
+  def __init__(self, args: ModelArgs, rngs: nnx.Rngs):
+    self.attn_norm = RMSNorm(args, rngs)
+    self.attn = Attention(args, rngs)
+    self.ffn_norm = RMSNorm(args, rngs)
+    self.ffn = FeedForward(args, rngs)
+
+  def __call__(self, x_BxLxD, sin, cos):
+    x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD), sin, cos)
+    return x_BxLxD + self.ffn(self.ffn_norm(x_BxLxD))
+
+
+_REMAT_POLICIES = {
+    "full": None,  # save nothing: recompute the whole block
+    "dots": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+class Decoder(nnx.Module):
+  """Token ids [B, L] -> logits [B, L, V] (float32)."""
+
+  def __init__(self, args: ModelArgs, rngs: nnx.Rngs):
+    self.args = args
+    self.embed_VxD = _param(rngs, (args.vocab_size, args.dim), ("vocab", "embed"), args)
+    make_blocks = nnx.vmap(lambda r: Block(args, r), in_axes=0, out_axes=0,
+                           transform_metadata={nnx.PARTITION_NAME: "layers"})
+    self.blocks = make_blocks(rngs.split(args.num_layers))  # stacked: [N, ...] per parameter
+    self.final_norm = RMSNorm(args, rngs)
+    if not args.tie_embeddings:
+      self.head_DxV = _param(rngs, (args.dim, args.vocab_size), ("embed", "vocab"), args)
+
+  def __call__(self, tokens_BxL, positions_BxL=None):
+    args = self.args
+    B, L = tokens_BxL.shape
+    if L > args.max_seq_len:
+      raise ValueError(f"sequence length {L} exceeds model.max_seq_len ({args.max_seq_len})")
+    if positions_BxL is None:
+      positions_BxL = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32), (B, L))
+    dt = jnp.dtype(args.compute_dtype)
+    x_BxLxD = jnp.take(self.embed_VxD[...], tokens_BxL, axis=0).astype(dt)
+    sin, cos = rope_sin_cos(positions_BxL, args.head_dim, args.rope_theta)
+    x_BxLxD = self._run_blocks(x_BxLxD, sin, cos)
+    x_BxLxD = self.final_norm(x_BxLxD)
+    head_DxV = self.embed_VxD[...].T if args.tie_embeddings else self.head_DxV[...]
+    return jnp.einsum("bld,dv->blv", x_BxLxD, head_DxV.astype(dt),
+                      preferred_element_type=jnp.float32)
+
+  def _run_blocks(self, x_BxLxD, sin, cos):
+    """Runs the sharing schedule: each pass visits all N blocks (forward or reversed), each block
+    `inner` times in a row. Scanned and unrolled paths compute the same thing."""
+    args = self.args
+    graphdef, stacked_state = nnx.split(self.blocks)
+
+    def run_block(x, layer_state):
+      return nnx.merge(graphdef, layer_state)(x, sin, cos)
+
+    if args.remat != "none":
+      run_block = jax.checkpoint(run_block, policy=_REMAT_POLICIES[args.remat])
+
+    def visit(x, layer_state, inner):
+      for _ in range(inner):
+        x = run_block(x, layer_state)
+      return x
+
+    for reverse, inner in layer_passes(args.layer_sharing, args.share_repeats):
+      if args.scan_layers:
+        body = lambda x, s, inner=inner: (visit(x, s, inner), None)
+        x_BxLxD, _ = jax.lax.scan(body, x_BxLxD, stacked_state, reverse=reverse)
+      else:
+        order = range(args.num_layers - 1, -1, -1) if reverse else range(args.num_layers)
+        for i in order:
+          layer_state = jax.tree.map(lambda p, i=i: p[i], stacked_state)
+          x_BxLxD = visit(x_BxLxD, layer_state, inner)
+    return x_BxLxD
+
+
+def build_model(model_config, seed: int = 0) -> Decoder:
+  """A Decoder with freshly initialised parameters (on the default device)."""
+  return Decoder(ModelArgs.from_config(model_config), rngs=nnx.Rngs(seed))

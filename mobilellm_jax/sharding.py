@@ -1,0 +1,88 @@
+"""Device mesh from config, and the one rules table from logical axis names to mesh axes.
+
+Mesh axes: 'data' (batch only), 'fsdp' (batch and parameters/optimizer state), 'tensor'
+(heads / kv heads / mlp / vocab). The same code runs on 1 CPU, 8 fake CPU devices, a GPU or a pod;
+only the three sizes in config.train change.
+"""
+
+import math
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# Logical name -> mesh axis (or axes). Names absent here are replicated.
+LOGICAL_RULES = {
+    "batch": ("data", "fsdp"),
+    "vocab": "tensor",
+    "embed": "fsdp",
+    "heads": "tensor",
+    "kv_heads": "tensor",
+    "mlp": "tensor",
+    "head_dim": None,
+    "layers": None,
+}
+
+
+def mesh_shape(train_config, num_devices: int) -> tuple[int, int, int]:
+  """(data, fsdp, tensor) sizes; one of them may be -1 = fill. Errors name the field."""
+  sizes = [train_config.mesh_data, train_config.mesh_fsdp, train_config.mesh_tensor]
+  fixed = math.prod(s for s in sizes if s != -1)
+  if -1 in sizes:
+    if num_devices % fixed:
+      raise ValueError(f"config.train.mesh_*: {num_devices} devices are not divisible by the fixed "
+                       f"mesh axes (product {fixed}); sizes {sizes}")
+    sizes[sizes.index(-1)] = num_devices // fixed
+  if math.prod(sizes) != num_devices:
+    raise ValueError(f"config.train.mesh_data x mesh_fsdp x mesh_tensor = {math.prod(sizes)} must "
+                     f"equal the number of devices ({num_devices}); sizes {sizes}")
+  return tuple(sizes)
+
+
+def make_mesh(train_config, devices=None) -> jax.sharding.Mesh:
+  devices = jax.devices() if devices is None else devices
+  shape = mesh_shape(train_config, len(devices))
+  return jax.sharding.Mesh(np.asarray(devices).reshape(shape), MESH_AXES,
+                           axis_types=(AxisType.Auto,) * 3)
+
+
+def logical_to_spec(logical_axes, shape, mesh) -> PartitionSpec:
+  """PartitionSpec for an array; a dimension that a mesh axis does not divide is replicated
+  (e.g. 3 kv heads on a 2-way tensor axis), and a mesh axis is used at most once per array."""
+  used, spec = set(), []
+  for name, size in zip(logical_axes, shape):
+    rule = LOGICAL_RULES.get(name)
+    axes = tuple(a for a in ((rule,) if isinstance(rule, str) else rule or ())
+                 if a not in used and mesh.shape[a] > 1)
+    if axes and size % math.prod(mesh.shape[a] for a in axes) == 0:
+      used.update(axes)
+      spec.append(axes[0] if len(axes) == 1 else axes)
+    else:
+      spec.append(None)
+  return PartitionSpec(*spec)
+
+
+def state_shardings(abstract_state, mesh):
+  """NamedShardings for an nnx State whose Variables carry `out_sharding` logical names."""
+  def one(variable):
+    names = variable.get_metadata().get("out_sharding") or (None,) * variable.ndim
+    return NamedSharding(mesh, logical_to_spec(names, variable.shape, mesh))
+  return jax.tree.map(one, abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def batch_sharding(mesh) -> NamedSharding:
+  """[B, L] token batches: batch split over data x fsdp."""
+  return NamedSharding(mesh, logical_to_spec(("batch", None), (0, 0), mesh))
+
+
+def init_sharded(make_module, mesh):
+  """(graphdef, state) of `make_module()`, with every parameter created directly in its sharded
+  layout: shapes come from `nnx.eval_shape`, values from a jit with out_shardings (no full copy
+  ever sits on one device)."""
+  graphdef, abstract_state = nnx.split(nnx.eval_shape(make_module))
+  shardings = state_shardings(abstract_state, mesh)
+  state = jax.jit(lambda: nnx.state(make_module()), out_shardings=shardings)()
+  return graphdef, state

@@ -1,0 +1,69 @@
+"""Tokenizer: deterministic training, EOS, vocab checks against the config."""
+
+import hashlib
+
+import pytest
+import sentencepiece as spm
+
+from mobilellm_jax.configs import get_config
+from mobilellm_jax.data import DataError, load_tokenizer
+from mobilellm_jax.data.testing import build_tiny_corpus, synthetic_documents
+from mobilellm_jax.data.tokenizer import Tokenizer, train_tokenizer
+
+
+def _texts():
+  return [d.text for d in synthetic_documents(num_docs=20, words_per_doc=150)]
+
+
+def test_training_is_deterministic_to_the_byte(tmp_path):
+  first = train_tokenizer(_texts(), 220, tmp_path / "a.model")
+  second = train_tokenizer(_texts(), 220, tmp_path / "b.model")
+  assert first.read_bytes() == second.read_bytes()
+  different = train_tokenizer(_texts()[1:], 220, tmp_path / "c.model")
+  assert different.read_bytes() != first.read_bytes()
+  tokenizer = Tokenizer(first)
+  assert tokenizer.sha256 == hashlib.sha256(first.read_bytes()).hexdigest()
+  assert tokenizer.vocab_size == 220 and tokenizer.eos_id == 2
+
+
+def test_encode_decode_round_trip_keeps_newlines(tmp_path):
+  tokenizer = Tokenizer(train_tokenizer(_texts(), 220, tmp_path / "t.model"))
+  text = "The water was near.\nA boy came home!"
+  ids = tokenizer.encode(text)
+  assert tokenizer.decode(ids) == text
+  assert tokenizer.eos_id not in ids
+  assert tokenizer.encode_batch([text, text]) == [ids, ids]
+
+
+def test_too_big_a_vocab_for_the_text_is_a_data_error(tmp_path):
+  with pytest.raises(DataError, match="smaller --vocab_size"):
+    train_tokenizer(["a tiny text"], 5000, tmp_path / "t.model")
+
+
+def test_load_tokenizer_checks_vocab_against_config(tmp_path):
+  build_tiny_corpus(tmp_path, vocab_size=256)
+  config = get_config("smoke")
+  config.data.data_dir = str(tmp_path)
+  tokenizer = load_tokenizer(config)
+  assert tokenizer.vocab_size == config.model.vocab_size == 256
+  assert tokenizer.path.endswith("mobilellm_corpus/tokenizer_v256.model")
+
+  config.data.tokenizer_path = tokenizer.path
+  config.model.vocab_size = 512
+  with pytest.raises(DataError, match="256 pieces but model.vocab_size=512"):
+    load_tokenizer(config)
+
+  config.data.tokenizer_path = ""
+  with pytest.raises(DataError, match="prepare --data_dir .* --vocab_size 512"):
+    load_tokenizer(config)  # No 512-piece corpus tokenizer: says how to make one.
+
+  config.data.tokenizer_path = str(tmp_path / "nope.model")
+  with pytest.raises(DataError, match="does not exist"):
+    load_tokenizer(config)
+
+
+def test_a_tokenizer_without_eos_is_rejected(tmp_path):
+  spm.SentencePieceTrainer.train(sentence_iterator=iter(_texts()), model_prefix=str(tmp_path / "x"),
+                                 vocab_size=200, eos_id=-1, minloglevel=2)
+  with pytest.raises(DataError, match="no EOS"):
+    Tokenizer(tmp_path / "x.model")
