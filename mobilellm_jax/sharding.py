@@ -12,6 +12,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
+from mobilellm_jax.configs.validation import ConfigError
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # Logical name -> mesh axis (or axes). Names absent here are replicated.
@@ -33,11 +35,11 @@ def mesh_shape(train_config, num_devices: int) -> tuple[int, int, int]:
   fixed = math.prod(s for s in sizes if s != -1)
   if -1 in sizes:
     if num_devices % fixed:
-      raise ValueError(f"config.train.mesh_*: {num_devices} devices are not divisible by the fixed "
+      raise ConfigError(f"config.train.mesh_*: {num_devices} devices are not divisible by the fixed "
                        f"mesh axes (product {fixed}); sizes {sizes}")
     sizes[sizes.index(-1)] = num_devices // fixed
   if math.prod(sizes) != num_devices:
-    raise ValueError(f"config.train.mesh_data x mesh_fsdp x mesh_tensor = {math.prod(sizes)} must "
+    raise ConfigError(f"config.train.mesh_data x mesh_fsdp x mesh_tensor = {math.prod(sizes)} must "
                      f"equal the number of devices ({num_devices}); sizes {sizes}")
   return tuple(sizes)
 
@@ -65,12 +67,29 @@ def logical_to_spec(logical_axes, shape, mesh) -> PartitionSpec:
   return PartitionSpec(*spec)
 
 
-def state_shardings(abstract_state, mesh):
-  """NamedShardings for an nnx State whose Variables carry `out_sharding` logical names."""
+def _map_variables(state, fn) -> dict:
+  """A pure nested dict with fn(variable) in place of each nnx Variable."""
+  return {key: fn(value) if isinstance(value, nnx.Variable) else _map_variables(value, fn)
+          for key, value in state.items()}
+
+
+def param_shardings(abstract_state, mesh) -> dict:
+  """NamedShardings (a pure dict, like the params) from the Variables' logical axis names."""
   def one(variable):
     names = variable.get_metadata().get("out_sharding") or (None,) * variable.ndim
     return NamedSharding(mesh, logical_to_spec(names, variable.shape, mesh))
-  return jax.tree.map(one, abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+  return _map_variables(abstract_state, one)
+
+
+def check_batch_divides(train_config, mesh) -> None:
+  """Each microbatch must split evenly over the batch axes (data x fsdp); fail before compiling."""
+  ways = mesh.shape["data"] * mesh.shape["fsdp"]
+  micro = train_config.batch_size // train_config.grad_accum_steps
+  if micro % ways:
+    raise ConfigError(
+        f"config.train.batch_size: {train_config.batch_size} sequences "
+        f"({train_config.grad_accum_steps} microbatches of {micro}) do not split over the "
+        f"{ways} devices of mesh axes data x fsdp; use a multiple of {ways * train_config.grad_accum_steps}")
 
 
 def batch_sharding(mesh) -> NamedSharding:
@@ -79,10 +98,10 @@ def batch_sharding(mesh) -> NamedSharding:
 
 
 def init_sharded(make_module, mesh):
-  """(graphdef, state) of `make_module()`, with every parameter created directly in its sharded
-  layout: shapes come from `nnx.eval_shape`, values from a jit with out_shardings (no full copy
-  ever sits on one device)."""
+  """(graphdef, params, shardings) of `make_module()`: params is a pure nested dict of arrays,
+  each created directly in its sharded layout (shapes from `nnx.eval_shape`, values from a jit
+  with out_shardings), so no full copy ever sits on one device."""
   graphdef, abstract_state = nnx.split(nnx.eval_shape(make_module))
-  shardings = state_shardings(abstract_state, mesh)
-  state = jax.jit(lambda: nnx.state(make_module()), out_shardings=shardings)()
-  return graphdef, state
+  shardings = param_shardings(abstract_state, mesh)
+  params = jax.jit(lambda: nnx.to_pure_dict(nnx.state(make_module())), out_shardings=shardings)()
+  return graphdef, params, shardings

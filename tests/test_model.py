@@ -130,7 +130,7 @@ def test_sharded_over_8_devices_equals_single_device(mesh_sizes):
   config.model.update(num_layers=3, layer_sharing="reverse", share_repeats=2)
   config.train.update(mesh_data=mesh_sizes[0], mesh_fsdp=mesh_sizes[1], mesh_tensor=mesh_sizes[2])
   mesh = sharding.make_mesh(config.train)
-  graphdef, state = sharding.init_sharded(lambda: build_model(config.model, seed=0), mesh)
+  graphdef, state, _ = sharding.init_sharded(lambda: build_model(config.model, seed=0), mesh)
   params_split = any(not x.sharding.is_fully_replicated for x in jax.tree.leaves(state))
   assert params_split == (mesh_sizes[1] * mesh_sizes[2] > 1)  # data-only meshes replicate params
   tokens = jax.device_put(jnp.tile(TOKENS, (2, 1)), sharding.batch_sharding(mesh))

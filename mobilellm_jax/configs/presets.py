@@ -24,7 +24,7 @@ PRESETS = {
         model=dict(vocab_size=256, dim=64, num_layers=2, num_heads=4, num_kv_heads=2,
                    ffn_dim=128, max_seq_len=128),
         data=dict(seq_len=32),
-        train=dict(batch_size=4, num_steps=4, num_tokens=0, log_every=1, eval_every=0,
+        train=dict(batch_size=8, num_steps=4, num_tokens=0, log_every=1, eval_every=0,
                    eval_batches=2, checkpoint_every=0),
         optim=dict(warmup_steps=2),
     ),

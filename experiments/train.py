@@ -1,0 +1,38 @@
+"""Train one model.
+
+    python experiments/train.py --config=mobilellm_jax/configs/base.py:cpu --workdir=runs/one \
+        --config.model.num_layers=12 --config.train.num_tokens=2000000
+
+Re-running the same command resumes from the newest checkpoint in --workdir.
+"""
+
+import json
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from mobilellm_jax.configs import ConfigError
+from mobilellm_jax.data import DataError
+from mobilellm_jax.train import train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "mobilellm_jax/configs/base.py:cpu", "Config file, with ':<preset>'.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; resumed if present).",
+                               required=True)
+
+
+def main(argv):
+  del argv
+  try:
+    summary = train(_CONFIG.value, _WORKDIR.value)
+  except (ConfigError, DataError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, indent=1))
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,32 @@
+"""AdamW with the paper's recipe: linear warmup, cosine to a fraction of peak, global-norm clip.
+
+Weight decay applies to every weight matrix (attention, FFN, the embedding and a separate head);
+RMSNorm scales are not decayed (decaying a gain towards 0 only hurts; LLaMA-style practice).
+"""
+
+import jax
+import optax
+
+
+def lr_schedule(optim_config, num_steps: int) -> optax.Schedule:
+  """0 -> peak over warmup_steps, then cosine to peak * final_lr_ratio at num_steps."""
+  o = optim_config
+  warmup = min(o.warmup_steps, max(num_steps - 1, 0))
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=o.peak_lr, warmup_steps=warmup,
+      decay_steps=max(num_steps, warmup + 1), end_value=o.peak_lr * o.final_lr_ratio)
+
+
+def decay_mask(params):
+  """True for parameters that get weight decay: everything but norm scales."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], "key", None) != "scale", params)
+
+
+def make_optimizer(optim_config, num_steps: int) -> optax.GradientTransformation:
+  o = optim_config
+  adamw = optax.adamw(lr_schedule(o, num_steps), b1=o.b1, b2=o.b2, eps=o.eps,
+                      weight_decay=o.weight_decay, mask=decay_mask)
+  if o.grad_clip > 0:
+    return optax.chain(optax.clip_by_global_norm(o.grad_clip), adamw)
+  return adamw

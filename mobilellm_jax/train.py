@@ -1,0 +1,182 @@
+"""One training run: `train(config, workdir) -> summary`.
+
+Re-running with the same workdir resumes from the newest restorable checkpoint (data iterator
+included) and ends with the numbers an uninterrupted run would have had.
+"""
+
+import functools
+import math
+import platform
+import time
+
+import jax
+
+from mobilellm_jax import checkpointing, counting, distributed, flops, sharding, train_step, tracking
+from mobilellm_jax.configs import validate
+from mobilellm_jax.data import load_tokenizer, make_eval_iterator, make_train_iterator
+from mobilellm_jax.model import build_model
+from mobilellm_jax.optim import lr_schedule, make_optimizer
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN or Inf; the message names the step."""
+
+
+def total_steps(config) -> int:
+  """train.num_steps, or enough steps to see train.num_tokens."""
+  if config.train.num_steps:
+    return config.train.num_steps
+  return math.ceil(config.train.num_tokens / (config.train.batch_size * config.data.seq_len))
+
+
+def _versions() -> dict:
+  import flax, optax, orbax.checkpoint  # pylint: disable=import-outside-toplevel,multiple-imports
+  return dict(jax=jax.__version__, flax=flax.__version__, optax=optax.__version__,
+              orbax=orbax.checkpoint.__version__, python=platform.python_version(),
+              backend=jax.default_backend(), devices=jax.device_count(),
+              processes=jax.process_count())
+
+
+class _Evaluator:
+  """Validation loss over the first `max_batches` batches of the eval split (all when None)."""
+
+  def __init__(self, config, graphdef, batch_sharding):
+    self.config, self.batch_sharding = config, batch_sharding
+    self._step = jax.jit(functools.partial(train_step.eval_step, graphdef=graphdef))
+
+  def __call__(self, params, max_batches=None) -> dict:
+    loss_sum, count = 0.0, 0.0
+    for batch in make_eval_iterator(self.config, process_index=jax.process_index(),
+                                    process_count=jax.process_count(), max_batches=max_batches):
+      batch = {k: jax.make_array_from_process_local_data(self.batch_sharding, v)
+               for k, v in batch.items()}
+      batch_loss, batch_count = self._step(params, batch)
+      loss_sum, count = loss_sum + float(batch_loss), count + float(batch_count)
+    loss = loss_sum / count
+    return dict(val_loss=loss, val_perplexity=math.exp(min(loss, 50.0)), val_tokens=int(count))
+
+
+def train(config, workdir: str, devices=None) -> dict:
+  """Trains one model; writes config.json, metrics.jsonl, checkpoints/ and summary.json.
+  `devices` (default: all) lets tests compare meshes inside one process."""
+  validate(config)
+  distributed.maybe_initialize()
+  started = time.time()
+  num_steps = total_steps(config)
+  tokenizer = load_tokenizer(config)  # fails early (with what to run) on a missing corpus or vocab mismatch
+  data_iter = make_train_iterator(config, process_index=jax.process_index(),
+                                  process_count=jax.process_count())
+
+  mesh = sharding.make_mesh(config.train, devices)
+  sharding.check_batch_divides(config.train, mesh)
+  batch_sharding = sharding.batch_sharding(mesh)
+  optimizer = make_optimizer(config.optim, num_steps)
+  schedule = lr_schedule(config.optim, num_steps)
+  graphdef, params, _ = sharding.init_sharded(
+      lambda: build_model(config.model, seed=config.train.seed), mesh)
+  state = jax.jit(lambda p: train_step.init_train_state(p, optimizer))(params)
+  state_shardings = jax.tree.map(lambda x: x.sharding, state)
+
+  checkpointer = checkpointing.Checkpointer(workdir, config.train.keep_checkpoints)
+  restored = checkpointer.restore_latest(state, data_iter)
+  meta = dict(tokens_seen=0, timed_tokens=0, train_seconds=0.0)
+  if restored is not None:
+    state, meta = restored
+  start_step = int(state["step"])
+
+  step_fn = jax.jit(
+      functools.partial(train_step.train_step, graphdef=graphdef, optimizer=optimizer,
+                        schedule=schedule, grad_accum_steps=config.train.grad_accum_steps),
+      in_shardings=(state_shardings, batch_sharding), out_shardings=(state_shardings, None),
+      donate_argnums=0)
+  evaluate = _Evaluator(config, graphdef, batch_sharding)
+
+  counts = counting.param_counts(config.model)
+  flops_per_token = counting.flops_per_token(config.model, config.data.seq_len)
+  peak_flops, peak_source = flops.machine_peak_flops()
+  tokens_per_step = config.train.batch_size * config.data.seq_len
+  tracker = tracking.Tracker(config, workdir, total_steps=num_steps, start_step=start_step,
+                             active=jax.process_index() == 0)
+  tracker.print(f"{tracking.run_name(config)}: {counts['params']:,} params, "
+                f"{counting.effective_depth(config.model)} effective layers, {num_steps} steps x "
+                f"{tokens_per_step:,} tokens" + (f"; resumed at step {start_step}" if start_step else ""))
+
+  def check_finite():
+    bad = int(state["first_bad_step"])
+    if bad >= 0:
+      raise NonFiniteLossError(
+          f"loss became NaN/Inf at step {bad}; stopped. The last good checkpoint (if any) is in "
+          f"{checkpointer.directory}; lower optim.peak_lr or raise optim.warmup_steps.")
+
+  def save(step):
+    check_finite()  # never checkpoint a diverged state
+    checkpointer.save(step, state, data_iter, dict(meta, saved_at=time.time()))
+
+  window_start, window_steps, train_seconds = time.perf_counter(), 0, meta["train_seconds"]
+  metrics, last_val = {}, {}
+  try:
+    for step in range(start_step + 1, num_steps + 1):
+      local = next(data_iter)
+      batch = {k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in local.items()}
+      state, metrics = step_fn(state, batch)
+      meta["tokens_seen"] += tokens_per_step
+      window_steps += 1
+      if step == start_step + 1:  # the first step compiles: keep it out of throughput
+        jax.block_until_ready(metrics)
+        window_start, window_steps = time.perf_counter(), 0
+      if step % config.train.log_every == 0 or step == num_steps:
+        metrics = jax.device_get(metrics)
+        check_finite()
+        now = time.perf_counter()
+        elapsed = now - window_start
+        logged = {k: float(v) for k, v in metrics.items()}
+        if window_steps:
+          train_seconds += elapsed
+          meta["timed_tokens"] += window_steps * tokens_per_step
+          tokens_per_s = window_steps * tokens_per_step / elapsed
+          logged.update(step_time=elapsed / window_steps, tokens_per_s=tokens_per_s,
+                        mfu=flops_per_token * tokens_per_s / peak_flops)
+        logged["tokens_seen"] = meta["tokens_seen"]
+        tracker.log(step, logged)
+        window_start, window_steps = time.perf_counter(), 0
+      if config.train.eval_every and step % config.train.eval_every == 0 and step < num_steps:
+        last_val = evaluate(state["params"], max_batches=config.train.eval_batches)
+        tracker.log(step, last_val)
+        window_start = time.perf_counter()  # eval time is not training time
+      if config.train.checkpoint_every and step % config.train.checkpoint_every == 0:
+        meta["train_seconds"] = train_seconds
+        save(step)
+    meta["train_seconds"] = train_seconds
+    check_finite()
+    every = config.train.checkpoint_every
+    if start_step < num_steps and not (every and num_steps % every == 0):
+      save(num_steps)  # the final state, unless the loop just saved it
+    final_val = evaluate(state["params"])  # the whole validation split
+    tracker.log(num_steps, final_val)
+    checkpointer.wait()
+  except BaseException:
+    checkpointer.wait()  # a checkpoint already being written is finished, not lost
+    tracker.abort()
+    raise
+  finally:
+    checkpointer.close()
+
+  tokens_per_s = meta["timed_tokens"] / train_seconds if train_seconds else None
+  summary = dict(
+      name=tracking.run_name(config), group=config.tracking.group, preset=config.preset,
+      params=counts["params"], non_embedding_params=counts["non_embedding_params"],
+      num_layers=config.model.num_layers, effective_depth=counting.effective_depth(config.model),
+      dim=config.model.dim, num_heads=config.model.num_heads,
+      num_kv_heads=config.model.num_kv_heads, ffn_type=config.model.ffn_type,
+      tie_embeddings=config.model.tie_embeddings, layer_sharing=config.model.layer_sharing,
+      share_repeats=config.model.share_repeats, seed=config.train.seed,
+      flops_per_token=flops_per_token, steps=num_steps, tokens_seen=meta["tokens_seen"],
+      train_flops=flops_per_token * meta["tokens_seen"],
+      final_train_loss=float(metrics["loss"]) if metrics else None,
+      **final_val, tokens_per_s=tokens_per_s,
+      mfu=flops_per_token * tokens_per_s / peak_flops if tokens_per_s else None,
+      peak_flops=peak_flops, peak_source=peak_source, train_seconds=train_seconds,
+      wall_seconds=time.time() - started, versions=_versions(),
+      tokenizer=dict(path=tokenizer.path, sha256=tokenizer.sha256))
+  tracker.finish(summary)
+  return summary

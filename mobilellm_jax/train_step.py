@@ -1,0 +1,73 @@
+"""Pure functions of the training state: loss, init, the train step (with gradient
+accumulation) and the eval step. `train.py` jits them with shardings; tests and benchmarks call
+the same functions.
+
+The train state is a plain dict: params (pure nested dict of arrays, merged into the NNX graph
+inside the step), opt_state (optax), step, and first_bad_step (-1 until a loss is NaN/Inf: found
+on device without a host sync every step, checked by the loop at log/checkpoint steps).
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+
+def cross_entropy(logits_BxLxV, targets_BxL):
+  """Mean next-token negative log-likelihood in float32 (nats/token)."""
+  logits_BxLxV = logits_BxLxV.astype(jnp.float32)
+  log_z_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
+  target_logit_BxL = jnp.take_along_axis(logits_BxLxV, targets_BxL[..., None], axis=-1)[..., 0]
+  return jnp.mean(log_z_BxL - target_logit_BxL)
+
+
+def loss_fn(params, graphdef, batch):
+  logits_BxLxV = nnx.merge(graphdef, params)(batch["inputs"])
+  return cross_entropy(logits_BxLxV, batch["targets"])
+
+
+def init_train_state(params, optimizer: optax.GradientTransformation) -> dict:
+  return dict(params=params, opt_state=optimizer.init(params), step=jnp.zeros((), jnp.int32),
+              first_bad_step=jnp.full((), -1, jnp.int32))
+
+
+def _microbatches(batch, num_micro: int):
+  """[B, ...] -> [num_micro, B/num_micro, ...], microbatch i = rows i, i+A, i+2A, ... so each
+  device's contiguous rows stay on that device (no reshuffle across the data axis)."""
+  def split(x):
+    return jnp.swapaxes(x.reshape(x.shape[0] // num_micro, num_micro, *x.shape[1:]), 0, 1)
+  return jax.tree.map(split, batch)
+
+
+def loss_and_grads(params, graphdef, batch, grad_accum_steps: int):
+  """Mean loss and its gradient over the batch, summed over microbatches when accumulating."""
+  grad_fn = jax.value_and_grad(loss_fn)
+  if grad_accum_steps == 1:
+    return grad_fn(params, graphdef, batch)
+
+  def accumulate(carry, micro):
+    loss, grads = grad_fn(params, graphdef, micro)
+    return jax.tree.map(jnp.add, carry, (loss, grads)), None
+
+  zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+  (loss, grads), _ = jax.lax.scan(accumulate, zeros, _microbatches(batch, grad_accum_steps))
+  return jax.tree.map(lambda x: x / grad_accum_steps, (loss, grads))
+
+
+def train_step(state: dict, batch, *, graphdef, optimizer, schedule, grad_accum_steps: int):
+  """One optimizer step. Returns (new state, metrics)."""
+  loss, grads = loss_and_grads(state["params"], graphdef, batch, grad_accum_steps)
+  updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+  params = optax.apply_updates(state["params"], updates)
+  newly_bad = (state["first_bad_step"] < 0) & ~jnp.isfinite(loss)
+  first_bad_step = jnp.where(newly_bad, state["step"] + 1, state["first_bad_step"])
+  metrics = dict(loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(state["step"]))
+  return dict(params=params, opt_state=opt_state, step=state["step"] + 1,
+              first_bad_step=first_bad_step), metrics
+
+
+def eval_step(params, batch, *, graphdef):
+  """Summed loss and token count of one batch (so passes average over tokens exactly)."""
+  loss = loss_fn(params, graphdef, batch)
+  count = batch["targets"].size
+  return loss * count, jnp.asarray(count, jnp.float32)

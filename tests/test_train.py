@@ -1,0 +1,167 @@
+"""The trainer: outputs, meshes, accumulation, resume after SIGKILL, damaged checkpoints, NaN."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import pytest
+
+from mobilellm_jax.configs import get_config
+from mobilellm_jax.data.testing import build_tiny_corpus
+from mobilellm_jax.train import NonFiniteLossError, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  path = tmp_path_factory.mktemp("data")
+  build_tiny_corpus(path)
+  return str(path)
+
+
+def smoke_config(data_dir, **train):
+  config = get_config("smoke")
+  config.data.data_dir = data_dir
+  config.tracking.wandb_mode = "disabled"
+  config.train.update(train)
+  return config
+
+
+def losses(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [line["loss"] for line in map(json.loads, f) if "loss" in line]
+
+
+def test_run_writes_its_files_and_learns(data_dir, tmp_path):
+  config = smoke_config(data_dir, num_steps=40, log_every=5, eval_every=20, eval_batches=1)
+  config.optim.peak_lr = 1e-2
+  summary = train(config, str(tmp_path))
+  for name in ("config.json", "metrics.jsonl", "summary.json"):
+    assert os.path.exists(tmp_path / name)
+  on_disk = json.loads((tmp_path / "summary.json").read_text())
+  assert on_disk["val_loss"] == summary["val_loss"]
+  assert summary["params"] == 90_432 and summary["steps"] == 40
+  assert summary["tokens_seen"] == 40 * 8 * 32
+  assert summary["tokens_per_s"] > 0 and 0 < summary["mfu"] < 1
+  curve = losses(tmp_path)
+  assert len(curve) == 8 and curve[-1] < curve[0] - 0.5  # it learns (ln 256 = 5.55 at start)
+  assert summary["val_loss"] < 5.0
+  lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert any("val_loss" in l and l["step"] == 20 for l in lines)
+  assert {"lr", "grad_norm", "tokens_per_s", "step_time", "mfu", "tokens_seen"} <= set(lines[1])
+
+
+def test_same_loss_curve_on_1_and_8_devices(data_dir, tmp_path):
+  curves = {}
+  for name, mesh in {"1": (1, 1, 1), "8": (8, 1, 1), "2x2x2": (2, 2, 2)}.items():
+    config = smoke_config(data_dir, num_steps=8, batch_size=8, mesh_data=mesh[0],
+                          mesh_fsdp=mesh[1], mesh_tensor=mesh[2])
+    devices = jax.devices()[:1] if name == "1" else None
+    train(config, str(tmp_path / name), devices=devices)
+    curves[name] = losses(tmp_path / name)
+  for name in ("8", "2x2x2"):
+    assert max(abs(a - b) for a, b in zip(curves["1"], curves[name])) < 1e-4, curves
+
+
+def test_gradient_accumulation_matches_one_big_batch(data_dir, tmp_path):
+  curves = []
+  for accum in (1, 2):
+    config = smoke_config(data_dir, num_steps=6, batch_size=16, grad_accum_steps=accum)
+    train(config, str(tmp_path / str(accum)))
+    curves.append(losses(tmp_path / str(accum)))
+  assert max(abs(a - b) for a, b in zip(*curves)) < 1e-4, curves
+
+
+def _train_cli(workdir, data_dir, **overrides):
+  args = [sys.executable, os.path.join(REPO, "experiments", "train.py"),
+          "--config=" + os.path.join(REPO, "mobilellm_jax/configs/base.py") + ":smoke",
+          f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
+          "--config.tracking.wandb_mode=disabled"]
+  args += [f"--config.{k}={v}" for k, v in overrides.items()]
+  return args
+
+
+RESUME_RUN = {"train.num_steps": 200, "train.checkpoint_every": 25, "train.log_every": 25,
+              "train.batch_size": 8, "model.dim": 128, "model.num_layers": 3, "data.seq_len": 64}
+
+
+def test_sigkill_then_resume_ends_like_an_uninterrupted_run(data_dir, tmp_path):
+  workdir = tmp_path / "killed"
+  proc = subprocess.Popen(_train_cli(workdir, data_dir, **RESUME_RUN), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while not (workdir / "checkpoints" / "50").exists():
+    assert proc.poll() is None, proc.stderr.read()
+    assert time.time() < deadline, "no checkpoint at step 50 in time"
+    time.sleep(0.05)
+  assert proc.poll() is None, "the run finished before it could be killed"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (workdir / "summary.json").exists()
+
+  started = time.time()
+  resumed = subprocess.run(_train_cli(workdir, data_dir, **RESUME_RUN), capture_output=True,
+                           text=True)
+  assert resumed.returncode == 0, resumed.stderr
+  assert "resumed at step" in resumed.stdout
+  resume_seconds = time.time() - started
+  killed_summary = json.loads((workdir / "summary.json").read_text())
+
+  config = smoke_config(data_dir, num_steps=200, checkpoint_every=25, log_every=25, batch_size=8)
+  config.model.update(dim=128, num_layers=3)
+  config.data.seq_len = 64
+  clean = train(config, str(tmp_path / "clean"))
+  assert killed_summary["final_train_loss"] == pytest.approx(clean["final_train_loss"], abs=1e-6)
+  assert killed_summary["val_loss"] == pytest.approx(clean["val_loss"], abs=1e-6)
+  assert losses(workdir) == pytest.approx(losses(tmp_path / "clean"), abs=1e-6)
+  print(f"resume took {resume_seconds:.1f} s")
+
+
+def test_damaged_latest_checkpoint_falls_back_to_previous(data_dir, tmp_path, caplog):
+  config = smoke_config(data_dir, num_steps=20, checkpoint_every=10, keep_checkpoints=3)
+  original = train(config, str(tmp_path / "run"))
+  latest = tmp_path / "run" / "checkpoints" / "20" / "state"
+  damaged = 0
+  for root, _, files in os.walk(latest):
+    for name in files:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"garbage")
+      damaged += 1
+  assert damaged > 0
+  os.remove(tmp_path / "run" / "summary.json")
+  resumed = train(config, str(tmp_path / "run"))  # re-runs steps 11..20 from checkpoint 10
+  assert (tmp_path / "run" / "checkpoints" / "20.damaged").exists()
+  assert (tmp_path / "run" / "checkpoints" / "20").exists()  # saved again, healthy
+  assert "cannot be restored" in caplog.text
+  assert resumed["final_train_loss"] == pytest.approx(original["final_train_loss"], abs=1e-6)
+  assert resumed["val_loss"] == pytest.approx(original["val_loss"], abs=1e-6)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(data_dir, tmp_path):
+  config = smoke_config(data_dir, num_steps=50, checkpoint_every=1, log_every=50)
+  config.optim.update(peak_lr=1e9, warmup_steps=0, grad_clip=0.0)
+  with pytest.raises(NonFiniteLossError, match=r"NaN/Inf at step (\d+)") as error:
+    train(config, str(tmp_path))
+  bad_step = int(error.value.args[0].split("at step ")[1].split(";")[0])
+  saved = sorted(int(p) for p in os.listdir(tmp_path / "checkpoints") if p.isdigit())
+  assert saved and max(saved) < bad_step
+  assert not (tmp_path / "summary.json").exists()
+
+
+def test_cli_reports_bad_config_without_traceback(data_dir, tmp_path):
+  result = subprocess.run(_train_cli(tmp_path, data_dir, **{"model.num_kv_heads": 3}),
+                          capture_output=True, text=True)
+  assert result.returncode == 2
+  assert "config.model.num_kv_heads" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_reports_missing_data_with_what_to_run(tmp_path):
+  result = subprocess.run(_train_cli(tmp_path, str(tmp_path / "nothing")), capture_output=True,
+                          text=True)
+  assert result.returncode == 2
+  assert "mobilellm_jax.data.prepare" in result.stderr and "Traceback" not in result.stderr
