@@ -79,21 +79,49 @@ class WidthSolution:
   deviation: float  # (params - budget) / budget
 
 
+def _count(shape: dict) -> int:
+  return param_counts(argparse.Namespace(**shape))["params"]
+
+
 def solve_width(budget: int, num_layers: int, rules: ShapeRules = ShapeRules(),
-                max_dim: int = 16384) -> WidthSolution:
-  """The width (on the rules' grid) whose total parameter count is closest to `budget`."""
+                max_dim: int = 16384, ffn_tolerance: float = 0.0) -> WidthSolution:
+  """The shape whose total parameter count is closest to `budget` at this depth.
+
+  ffn_tolerance = 0: the width on the rules' grid, FFN by the rule (the paper's released shapes).
+  ffn_tolerance > 0: small budgets make that grid coarse (10-20% apart), so the FFN hidden size
+  (a multiple of ffn_multiple) also moves to absorb the remainder, staying within
+  +-ffn_tolerance of ffn_ratio * dim; among widths that reach the budget equally well, the one
+  whose FFN ratio is closest to the rule wins.
+  """
   if budget <= 0 or num_layers <= 0:
     raise ValueError(f"budget and num_layers must be positive, got {budget}, {num_layers}")
   step = rules.head_dim * rules.heads_per_kv
-  best = None
+  candidates = []
   for dim in range(step, max_dim + 1, step):
     shape = rules.shape(dim, num_layers)
-    params = param_counts(argparse.Namespace(**shape))["params"]
-    if best is None or abs(params - budget) < abs(best.params - budget):
-      best = WidthSolution(shape, params, (params - budget) / budget)
-    if params > budget:  # counts grow with width: nothing wider can be closer
+    candidates.append(shape)
+    if _count(shape) > budget * (1 + ffn_tolerance * 3):  # nothing wider can come closer
       break
-  return best
+  if ffn_tolerance > 0:
+    candidates = [_fit_ffn(shape, budget, rules, ffn_tolerance) for shape in candidates]
+
+  def badness(shape):
+    ratio_error = abs(shape["ffn_dim"] / shape["dim"] - rules.ffn_ratio)
+    return (abs(_count(shape) - budget), ratio_error)
+  best = min(candidates, key=badness)
+  params = _count(best)
+  return WidthSolution(best, params, (params - budget) / budget)
+
+
+def _fit_ffn(shape: dict, budget: int, rules: ShapeRules, tolerance: float) -> dict:
+  """The shape with the FFN hidden size (within the tolerance band) that best meets the budget."""
+  per_unit = (3 if rules.ffn_type == "swiglu" else 2) * shape["dim"] * shape["num_layers"]
+  base = _count(dict(shape, ffn_dim=0))
+  target = rules.ffn_ratio * shape["dim"]
+  low = max(rules.ffn_multiple, math.ceil(target * (1 - tolerance) / rules.ffn_multiple) * rules.ffn_multiple)
+  high = max(low, math.floor(target * (1 + tolerance) / rules.ffn_multiple) * rules.ffn_multiple)
+  ideal = round((budget - base) / per_unit / rules.ffn_multiple) * rules.ffn_multiple
+  return dict(shape, ffn_dim=min(max(ideal, low), high))
 
 
 # --- CLI ------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ and a progress bar on a terminal."""
 
 import json
 import os
+import secrets
 import sys
 import time
 
@@ -64,7 +65,7 @@ class Tracker:
       with open(id_path) as f:
         run_id = f.read().strip()
     else:
-      run_id = wandb.util.generate_id()
+      run_id = secrets.token_hex(4)
       with open(id_path, "w") as f:
         f.write(run_id)
     tags = [t for t in config.tracking.tags.split(",") if t]

@@ -11,7 +11,8 @@ import time
 
 import jax
 
-from mobilellm_jax import checkpointing, counting, distributed, flops, sharding, train_step, tracking
+from mobilellm_jax import (checkpointing, counting, distributed, flops, footprint, sharding,
+                           train_step, tracking)
 from mobilellm_jax.configs import validate
 from mobilellm_jax.data import load_tokenizer, make_eval_iterator, make_train_iterator
 from mobilellm_jax.model import build_model
@@ -163,7 +164,8 @@ def train(config, workdir: str, devices=None) -> dict:
 
   tokens_per_s = meta["timed_tokens"] / train_seconds if train_seconds else None
   summary = dict(
-      name=tracking.run_name(config), group=config.tracking.group, preset=config.preset,
+      name=tracking.run_name(config), group=config.tracking.group, label=config.tracking.label,
+      preset=config.preset,
       params=counts["params"], non_embedding_params=counts["non_embedding_params"],
       num_layers=config.model.num_layers, effective_depth=counting.effective_depth(config.model),
       dim=config.model.dim, num_heads=config.model.num_heads,
@@ -177,6 +179,7 @@ def train(config, workdir: str, devices=None) -> dict:
       mfu=flops_per_token * tokens_per_s / peak_flops if tokens_per_s else None,
       peak_flops=peak_flops, peak_source=peak_source, train_seconds=train_seconds,
       wall_seconds=time.time() - started, versions=_versions(),
-      tokenizer=dict(path=tokenizer.path, sha256=tokenizer.sha256))
+      tokenizer=dict(path=tokenizer.path, sha256=tokenizer.sha256),
+      device=footprint.device_footprint(config.model))
   tracker.finish(summary)
   return summary

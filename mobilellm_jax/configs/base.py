@@ -85,6 +85,8 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
   k.project = "mobilellm_jax"  # W&B project.
   k.run_name = ""  # '' = derived from the config (e.g. L30-d576-h9kv3-share_immediate2-s0).
   k.group = ""  # W&B group; the launcher sets it to the sweep name.
+  k.param_budget = 0  # Parameter budget the sweep matched this run to (0 = none); tables show the deviation.
+  k.label = ""  # Short label of the run's point in its sweep (e.g. '+ SwiGLU'); tables show it.
   k.tags = ""  # Comma-separated W&B tags.
 
   presets.apply(config, preset)

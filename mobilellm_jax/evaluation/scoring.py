@@ -1,4 +1,5 @@
-"""Log-likelihoods of token sequences under a model: one jitted function, batches bucketed by length.
+"""Log-likelihoods of token sequences under a model: jitted pure functions of the split model,
+batches of rows bucketed by length.
 
 Padding is on the right: with causal attention a position never sees the ones after it, so the
 log-probabilities of the real tokens are the same as without padding (tested). Rows are padded to
@@ -29,7 +30,7 @@ def split_model(model):
 
 
 def max_seq_len(graphdef, state) -> int:
-  """model.args.max_seq_len, without merging the parameters twice."""
+  """model.args.max_seq_len (merging only re-wraps the arrays; nothing is copied)."""
   return nnx.merge(graphdef, state).args.max_seq_len
 
 

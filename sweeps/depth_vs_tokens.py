@@ -1,0 +1,29 @@
+"""The depth grid at several token budgets: does the best depth move deeper as tokens per
+parameter grow? (The paper trains ~2,000 tokens/param; a CPU affords ~1.)"""
+
+from mobilellm_jax.sweeps import base_config, matched_model
+
+DESCRIPTION = "depth x token budget at fixed parameters: where is the best depth at each budget?"
+HEADLINE = "num_layers"
+NOTE = ("cpu: 4 depths x 3 budgets (0.5M, 1M, 2M tokens) at 2M params, one seed: about 1-2 hours "
+        "on 2 CPU cores (the 2M-token deep runs dominate).")
+
+
+def get_runs(scale):
+  if scale == "paper":
+    budget, depths, tokens = 124_635_456, (6, 12, 30, 62), (25e9, 100e9, 250e9)
+  elif scale == "cpu":
+    budget, depths, tokens = 2_000_000, (2, 4, 8, 16), (500_000, 1_000_000, 2_000_000)
+  else:
+    budget, depths, tokens = 60_000, (1, 4), (1024, 2048)
+  runs = []
+  for token_budget in tokens:
+    for depth in depths:
+      config = matched_model(base_config(scale), scale, budget, depth)
+      config.train.update(num_steps=0, num_tokens=int(token_budget))
+      tokens_label = next(f"{token_budget / unit:g}{suffix}" for unit, suffix in
+                          ((1e9, "B"), (1e6, "M"), (1e3, "k"), (1, "")) if token_budget >= unit)
+      config.tracking.update(label=f"{depth}L {tokens_label} tokens",
+                             run_name=f"L{depth}-d{config.model.dim}-tok{tokens_label}")
+      runs.append(config)
+  return runs

@@ -1,0 +1,125 @@
+"""The sweep launcher: plans, bad input, a real smoke sweep, skipping, failures, shards, SLURM."""
+
+import os
+
+import pytest
+
+from mobilellm_jax import launch, sweeps
+from mobilellm_jax.configs import ConfigError
+from mobilellm_jax.data.testing import build_tiny_corpus
+from experiments import launch as launch_cli
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  path = tmp_path_factory.mktemp("data")
+  build_tiny_corpus(path)
+  return str(path)
+
+
+@pytest.mark.parametrize("name", sweeps.list_sweeps())
+@pytest.mark.parametrize("scale", sweeps.SCALES)
+def test_every_sweep_expands_to_valid_named_runs(name, scale):
+  runs = sweeps.expand(name, scale)
+  assert runs and all(c.tracking.group == name for c in runs)
+
+
+def test_depth_vs_width_cpu_is_parameter_matched_within_2_percent():
+  rows = [launch.run_row(c) for c in sweeps.expand("depth_vs_width", "cpu")]
+  depths = sorted({r["layers"] for r in rows})
+  assert len(depths) >= 5 and depths[0] <= 2 and depths[-1] >= 16
+  assert all(abs(r["budget_deviation"]) <= 0.02 for r in rows), rows
+
+
+def test_paper_scale_uses_the_papers_grids():
+  rows = [launch.run_row(c) for c in sweeps.expand("depth_vs_width", "paper")]
+  assert {(r["layers"], r["dim"]) for r in rows} >= {(30, 512), (62, 384), (32, 896), (66, 640)}
+  assert all(r["tokens"] == 120_000 * 1024 * 2048 for r in rows)
+
+
+def test_dry_run_prints_every_run_with_footprint(capsys):
+  assert launch_cli.main(["--sweep", "layer_sharing", "--scale", "paper", "--dry_run"]) == 0
+  out = capsys.readouterr().out
+  for strategy in ("none", "immediate", "repeat_all", "reverse"):
+    assert f"share_{strategy}" in out
+  assert "A100-days" in out and "MB/token" in out and "345,355,200" in out
+
+
+def test_shard_takes_every_nth_run():
+  runs = [c.tracking.label for c in sweeps.expand("depth_vs_width", "cpu")]
+  assert [c.tracking.label for c in sweeps.expand("depth_vs_width", "cpu", shard="1/3")] == runs[1::3]
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--sweep", "depth_vs_breadth"], "known sweeps: ablation_ladder"),
+    (["--sweep", "depth_vs_width", "--scale", "huge"], "known scales: smoke, cpu, paper"),
+    (["--sweep", "depth_vs_width", "--shard", "3of16"], "--shard must look like i/n"),
+    (["--sweep", "depth_vs_width", "--shard", "16/16"], "0 <= i < n"),
+    (["--sweep", "depth_vs_width", "--seeds", "a,b"], "--seeds must be"),
+])
+def test_bad_input_is_a_clear_error(argv, needle, capsys):
+  assert launch_cli.main(argv + ["--dry_run"]) == 2
+  assert needle in capsys.readouterr().err
+
+
+def test_sweep_file_with_invalid_config_fails_before_training(tmp_path, monkeypatch, capsys):
+  (tmp_path / "broken.py").write_text(
+      "from mobilellm_jax.sweeps import base_config\n"
+      "def get_runs(scale):\n"
+      "  config = base_config(scale)\n"
+      "  config.model.num_kv_heads = 3\n"
+      "  return [config]\n")
+  monkeypatch.setattr(sweeps, "SWEEPS_DIR", str(tmp_path))
+  assert launch_cli.main(["--sweep", "broken", "--scale", "smoke", "--workdir", str(tmp_path)]) == 2
+  err = capsys.readouterr().err
+  assert "sweep 'broken'" in err and "config.model.num_kv_heads" in err
+  assert not (tmp_path / "broken-smoke").exists()
+
+
+def test_smoke_sweep_end_to_end_then_relaunch_skips(data_dir, tmp_path, capsys):
+  argv = ["--sweep", "depth_vs_width", "--scale", "smoke", "--workdir", str(tmp_path),
+          "--data_dir", data_dir]
+  assert launch_cli.main(argv) == 0
+  sweep_dir = tmp_path / "depth_vs_width-smoke"
+  runs = [c for c in sweeps.expand("depth_vs_width", "smoke")]
+  for config in runs:
+    assert (sweep_dir / launch.run_name(config) / "summary.json").exists()
+  for name in ("results.csv", "results.md", "depth_vs_width.png"):
+    assert (sweep_dir / name).exists(), name
+  out = capsys.readouterr().out
+  assert all(launch.run_name(c) in out for c in runs)
+  assert launch_cli.main(argv) == 0
+  assert f"{len(runs)} already done, 0 to train" in capsys.readouterr().out
+
+
+def test_failed_run_is_recorded_and_the_sweep_goes_on(data_dir, tmp_path, monkeypatch, capsys):
+  import mobilellm_jax.train as train_module
+  real_train = train_module.train
+
+  def flaky_train(config, workdir, devices=None):
+    if config.model.num_layers == 2:
+      raise RuntimeError("simulated crash")
+    return real_train(config, workdir, devices)
+
+  monkeypatch.setattr(train_module, "train", flaky_train)
+  argv = ["--sweep", "depth_vs_width", "--scale", "smoke", "--workdir", str(tmp_path),
+          "--data_dir", data_dir, "--only", "L[12]-*"]
+  assert launch_cli.main(argv) == 1  # one failure
+  sweep_dir = tmp_path / "depth_vs_width-smoke"
+  failed = [d for d in os.listdir(sweep_dir) if (sweep_dir / d / "error.txt").exists()]
+  assert len(failed) == 1 and failed[0].startswith("L2-")
+  assert "simulated crash" in (sweep_dir / failed[0] / "error.txt").read_text()
+  assert any((sweep_dir / d / "summary.json").exists() for d in os.listdir(sweep_dir))
+  assert "FAILED L2-" in capsys.readouterr().err
+
+
+def test_slurm_backend_through_submitit_local_executor(data_dir, tmp_path):
+  import submitit
+  plan = launch.make_plan("depth_vs_width", "smoke", workdir=str(tmp_path), data_dir=data_dir,
+                          only="L1-*")
+  assert len(plan.runs) == 1
+  executor = submitit.LocalExecutor(folder=str(tmp_path / "submitit"))
+  executor.update_parameters(timeout_min=10)
+  statuses = launch.execute(plan, backend="slurm", executor=executor)
+  assert [s["status"] for s in statuses] == ["done"]
+  assert (tmp_path / "depth_vs_width-smoke" / launch.run_name(plan.runs[0]) / "summary.json").exists()
