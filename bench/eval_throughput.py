@@ -74,7 +74,8 @@ def main():
   scores = loglikelihoods(model, encoded, max_len=max_len, batch_size=args.batch_size)
   score_s = time.perf_counter() - start
   computed = padded_tokens(encoded, max_len, args.batch_size)
-  real = sum(len(request_window(c, t, max_len)[0]) for c, t in encoded)
+  real = sum(len(w) for w in {request_window(c, t, max_len)[0].tobytes(): request_window(
+      c, t, max_len)[0] for c, t in encoded}.values())  # distinct rows, as scored
 
   print(f"\n{'task':<14}{'questions':>10}{'requests':>10}{'acc':>8}{'acc_norm':>10}{'chance':>8}")
   offset, rows = 0, {}
@@ -94,7 +95,7 @@ def main():
   print(f"compile: {compile_s:.1f} s for {len(bucket_lengths(max_len))} buckets (one batch each)")
   print(f"scored {len(encoded)} requests in {score_s:.1f} s after compiling: "
         f"{len(encoded) / score_s:.1f} requests/s, {computed / score_s:.0f} computed tokens/s "
-        f"({real} real + {computed - real} padding)")
+        f"({real} in distinct rows + {computed - real} padding)")
   if args.max_examples:
     everything = [r for t in names for r in encoded_full[t]]
     full_tokens = padded_tokens(everything, max_len, args.batch_size)

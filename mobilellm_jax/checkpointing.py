@@ -51,6 +51,19 @@ class Checkpointer:
       raise CheckpointError(f"none of the checkpoints {steps} in {self.directory} could be restored")
     return None
 
+  def restore_state(self, abstract_state):
+    """(step, train_state) of the newest step whose state restores (no data iterator needed)."""
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state)))
+        return step, restored["state"]
+      except Exception as error:  # damaged: say so, try the previous one (nothing is moved here)
+        log.warning("checkpoint step %d in %s cannot be restored (%s: %s)", step, self.directory,
+                    type(error).__name__, error)
+    raise CheckpointError(f"no restorable checkpoint in {self.directory}; train the run first "
+                          "(python experiments/train.py --workdir ...)")
+
   def _quarantine(self, step: int, error: Exception) -> None:
     path = os.path.join(self.directory, str(step))
     target = path + ".damaged"

@@ -57,6 +57,46 @@ class _Evaluator:
     return dict(val_loss=loss, val_perplexity=math.exp(min(loss, 50.0)), val_tokens=int(count))
 
 
+def zeroshot_summary(model, config, tokenizer, tracker=None) -> dict:
+  """config.eval.tasks scored on the trained model: {'tasks': {task: {acc, acc_norm, chance,
+  num_questions}}, 'avg_acc', 'avg_acc_norm', 'avg_chance'}; {} when no tasks are set."""
+  if not config.eval.tasks.strip():
+    return {}
+  if jax.process_count() > 1:  # scoring feeds host arrays to one process's devices
+    if tracker:
+      tracker.print("zero-shot skipped: multi-process run; use experiments/evaluate.py --workdir")
+    return {}
+  from mobilellm_jax.evaluation import zeroshot_from_config  # pylint: disable=import-outside-toplevel
+  result = zeroshot_from_config(model, config, tokenizer)
+  return dict(tasks={k: v for k, v in result.items() if isinstance(v, dict)},
+              **{k: v for k, v in result.items() if not isinstance(v, dict)})
+
+
+def restore_for_eval(workdir: str):
+  """(config, graphdef, params, step) of a run's newest restorable checkpoint, on one device."""
+  import json  # pylint: disable=import-outside-toplevel
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  path = f"{workdir}/config.json"
+  try:
+    with open(path) as f:
+      config = ml_collections.ConfigDict(json.load(f))
+  except OSError:
+    raise checkpointing.CheckpointError(f"{path} not found: is {workdir} a run directory?") from None
+  graphdef, abstract_params = nnx.split(nnx.eval_shape(lambda: build_model(config.model)))
+  abstract_params = nnx.to_pure_dict(abstract_params)
+  optimizer = make_optimizer(config.optim, total_steps(config))
+  abstract = jax.eval_shape(lambda p: train_step.init_train_state(p, optimizer), abstract_params)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+  checkpointer = checkpointing.Checkpointer(workdir, config.train.keep_checkpoints)
+  try:
+    step, state = checkpointer.restore_state(abstract)
+  finally:
+    checkpointer.close()
+  return config, graphdef, state["params"], step
+
+
 def train(config, workdir: str, devices=None) -> dict:
   """Trains one model; writes config.json, metrics.jsonl, checkpoints/ and summary.json.
   `devices` (default: all) lets tests compare meshes inside one process."""
@@ -154,6 +194,7 @@ def train(config, workdir: str, devices=None) -> dict:
       save(num_steps)  # the final state, unless the loop just saved it
     final_val = evaluate(state["params"])  # the whole validation split
     tracker.log(num_steps, final_val)
+    zeroshot = zeroshot_summary((graphdef, state["params"]), config, tokenizer, tracker)
     checkpointer.wait()
   except BaseException:
     checkpointer.wait()  # a checkpoint already being written is finished, not lost
@@ -179,7 +220,7 @@ def train(config, workdir: str, devices=None) -> dict:
       mfu=flops_per_token * tokens_per_s / peak_flops if tokens_per_s else None,
       peak_flops=peak_flops, peak_source=peak_source, train_seconds=train_seconds,
       wall_seconds=time.time() - started, versions=_versions(),
-      tokenizer=dict(path=tokenizer.path, sha256=tokenizer.sha256),
+      zeroshot=zeroshot, tokenizer=dict(path=tokenizer.path, sha256=tokenizer.sha256),
       device=footprint.device_footprint(config.model))
   tracker.finish(summary)
   return summary

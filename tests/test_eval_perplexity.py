@@ -23,6 +23,7 @@ def setup(tmp_path_factory):
   build_tiny_corpus(root)
   config = get_config("smoke")
   config.data.data_dir = str(root)
+  config.data.seq_len, config.train.batch_size = 32, 4  # fixed here: the smoke preset may change
   config.model.init_std = 0.1
   return config, load_tokenizer(config), build_model(config.model, seed=3), root
 
@@ -106,9 +107,8 @@ def test_perplexity_of_text_scores_every_token_once(setup, tmp_path):
   result = perplexity_of_text(model, tokenizer, text, seq_len, batch_size=4)
   assert result["tokens"] == len(ids) > 2 * seq_len and result["bytes"] == len(text.encode())
   stream = [tokenizer.eos_id] + ids
-  nll = [_nll_per_token(model, np.asarray([stream[s:s + seq_len]]),
-                        np.asarray([stream[s + 1:s + seq_len + 1]])).sum()
-         for s in range(0, len(ids), seq_len)]  # each window alone, the last one shorter
+  windows = [np.asarray([stream[s:s + seq_len + 1]]) for s in range(0, len(ids), seq_len)]
+  nll = [_nll_per_token(model, w[:, :-1], w[:, 1:]).sum() for w in windows]  # alone, last shorter
   assert result["loss"] == pytest.approx(sum(nll) / len(ids), abs=1e-5)
   assert result["bits_per_byte"] == pytest.approx(sum(nll) / math.log(2) / len(text.encode()),
                                                   rel=1e-5)

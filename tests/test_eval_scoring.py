@@ -15,7 +15,8 @@ from mobilellm_jax.configs import get_config
 from mobilellm_jax.data import load_tokenizer
 from mobilellm_jax.data.testing import build_tiny_corpus
 from mobilellm_jax.evaluation import (TASKS, Question, evaluate_zeroshot, load_task,
-                                      loglikelihoods, prepare_tasks, question_metrics)
+                                      loglikelihoods, prepare_tasks, question_metrics,
+                                      zeroshot_from_config)
 from mobilellm_jax.evaluation.encoding import encode_pairs, request_window
 from mobilellm_jax.evaluation.scoring import bucket_lengths
 from mobilellm_jax.evaluation.testing import write_request_wheel
@@ -69,7 +70,7 @@ def test_request_window_truncates_the_context_on_the_left():
   inputs, targets, scored = request_window(context, continuation, 16)
   assert len(inputs) == len(targets) == 16 and scored == 3
   assert list(targets[-3:]) == continuation and list(inputs[-2:]) == [200, 201]
-  assert list(inputs[:2]) == [87, 88]  # the oldest context tokens are the ones dropped
+  assert list(inputs[:2]) == [86, 87]  # the last 17 of 103 tokens are kept; the oldest go
   _, targets, scored = request_window([1], list(range(40)), 16)
   assert scored == 16 and list(targets) == list(range(24, 40))
 
@@ -111,8 +112,8 @@ def test_padding_and_batching_do_not_change_scores(setup):
 
 def test_requests_with_identical_inputs_share_a_row_but_keep_their_own_final_token(setup):
   _, tokenizer, model, _ = setup
-  requests = encode_pairs(tokenizer, [("Is the sea deep?\nAnswer:", " yes"),
-                                      ("Is the sea deep?\nAnswer:", " no")])
+  requests = encode_pairs(tokenizer, [("Is the sea deep?\nAnswer:", " the"),
+                                      ("Is the sea deep?\nAnswer:", " of")])
   assert len(requests[0][1]) == len(requests[1][1]) == 1  # one token each: identical inputs
   scores = loglikelihoods(model, requests, max_len=MAX_LEN, batch_size=BATCH)
   np.testing.assert_allclose(scores, _reference(model, requests, MAX_LEN), atol=2e-5)
@@ -131,10 +132,11 @@ def test_metrics_rank_raw_and_per_character():
 def _hf_scores(model, requests, max_len):
   hf_config = transformers.LlamaConfig(**hf_config_dict(model.args), attn_implementation="eager")
   hf = transformers.LlamaForCausalLM(hf_config).eval()
-  state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in to_hf_state_dict(model).items()}
+  state = {k: torch.from_numpy(np.array(v)) for k, v in to_hf_state_dict(model).items()}
   hf.load_state_dict(state, strict=False)
   hf = hf.double()  # The reference in float64: what remains is our float32 error.
-  out = []
+  out, threads = [], torch.get_num_threads()
+  torch.set_num_threads(1)  # Tiny matmuls: threads only add spin-waiting on a busy 2-core box.
   with torch.no_grad():
     for context, continuation in requests:
       tokens = (context + continuation)[-(max_len + 1):]
@@ -142,6 +144,7 @@ def _hf_scores(model, requests, max_len):
       logp = torch.log_softmax(hf(torch.tensor([tokens[:-1]])).logits[0], -1)
       targets = torch.tensor(tokens[1:])
       out.append(logp[torch.arange(len(targets)), targets][-scored:].sum().item())
+  torch.set_num_threads(threads)
   return np.asarray(out)
 
 
@@ -175,3 +178,18 @@ def test_evaluate_zeroshot_takes_a_split_model_and_max_examples(setup):
   assert results["piqa"]["chance"] == 0.5 and results["avg_chance"] == 0.375
   with pytest.raises(ValueError, match="max_len=512 must be in"):
     evaluate_zeroshot(model, tokenizer, ["piqa"], max_len=512, data_dir=root)
+
+
+def test_zeroshot_from_config_reads_the_eval_section(setup):
+  config, tokenizer, model, _ = setup
+  config = config.copy_and_resolve_references()
+  config.eval.tasks, config.eval.max_examples, config.eval.batch_size = "winogrande, piqa", 3, 4
+  results = zeroshot_from_config(model, config)  # tokenizer from config.data, windows of seq_len
+  assert set(results) == {"winogrande", "piqa", "avg_acc", "avg_acc_norm", "avg_chance"}
+  assert results["piqa"]["num_questions"] == 3
+  direct = evaluate_zeroshot(model, tokenizer, ["winogrande", "piqa"], max_examples=3,
+                             batch_size=4, max_len=config.data.seq_len,
+                             data_dir=config.data.data_dir)
+  assert results == direct
+  config.eval.tasks = ""
+  assert zeroshot_from_config(model, config) == {}

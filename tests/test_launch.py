@@ -88,6 +88,10 @@ def test_smoke_sweep_end_to_end_then_relaunch_skips(data_dir, tmp_path, capsys):
     assert (sweep_dir / name).exists(), name
   out = capsys.readouterr().out
   assert all(launch.run_name(c) in out for c in runs)
+  # W&B offline by default: a local run per training run, grouped by the sweep
+  first = sweep_dir / launch.run_name(runs[0])
+  assert any(d.startswith("offline-run-") for d in os.listdir(first / "wandb"))
+  assert (sweep_dir / "REPORT.md").exists()
   assert launch_cli.main(argv) == 0
   assert f"{len(runs)} already done, 0 to train" in capsys.readouterr().out
 

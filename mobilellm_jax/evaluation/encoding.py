@@ -7,8 +7,8 @@ continuation's tokens are `whole[len(ctx):]`. Encoding the continuation on its o
 with SentencePiece: it prepends a dummy-prefix '▁' to every encoded text, so " telephone" alone
 becomes '▁' '▁te' ... (an extra space token) instead of the '▁te' ... it is inside the sentence.
 Encoding the whole string puts the continuation's leading space where it belongs, into its first
-piece ('▁c' 'ell' ...). All eight tasks' continuations start with a space, which SentencePiece
-never merges across, so `ctx` is exactly a prefix of `whole`.
+piece. All eight tasks' continuations start with a space, which SentencePiece never merges across,
+so `ctx` is exactly a prefix of `whole` (checked on all 64,255 requests, 4096-piece tokenizer).
 
 Document start: our corpus has no BOS; documents are joined by EOS, so the model has learned
 "a new document begins after EOS". Every context is therefore prefixed with EOS (as lm-eval feeds

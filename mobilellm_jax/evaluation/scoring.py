@@ -26,7 +26,8 @@ def split_model(model):
     return model
   if isinstance(model, nnx.Module):
     return nnx.split(model)
-  raise TypeError(f"expected an nnx Decoder or a (graphdef, state) pair, got {type(model).__name__}")
+  raise TypeError(f"expected an nnx Decoder or a (graphdef, state) pair, got "
+                  f"{type(model).__name__}")
 
 
 def max_seq_len(graphdef, state) -> int:
@@ -84,7 +85,7 @@ def loglikelihoods(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]
   finals, num_scored = np.zeros(len(requests), np.int64), np.zeros(len(requests), np.int64)
   for index, (context, continuation) in enumerate(requests):
     inputs, targets, num_scored[index] = request_window(context, continuation, max_len)
-    finals[index] = targets[-1]
+    finals[index] = targets[-1] if len(targets) else _PAD_ID
     row = row_of.setdefault(inputs.tobytes(), len(rows))
     if row == len(rows):
       rows.append(inputs)
@@ -95,7 +96,17 @@ def loglikelihoods(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]
   # Longest first within a bucket, as lm-eval does; any order gives the same scores.
   order = sorted(range(len(rows)), key=lambda i: (bucket_of[i], -len(rows[i])))
   scores = np.zeros(len(requests), np.float64)
-  start = 0
+
+  def collect(batch, last_B, outputs):
+    logp_BxL, last_BxV = jax.device_get(outputs)
+    for b, row in enumerate(batch):
+      for index in requests_of_row[row]:
+        n, last = num_scored[index], last_B[b]
+        if n:  # Tokens before the final one are the row's own next tokens; the final is read apart.
+          scores[index] = (np.sum(logp_BxL[b, last - n + 1:last], dtype=np.float64)
+                           + float(last_BxV[b, finals[index]]))
+
+  start, pending = 0, None
   while start < len(order):
     length = bucket_of[order[start]]
     batch = [i for i in order[start:start + batch_size] if bucket_of[i] == length]
@@ -105,11 +116,11 @@ def loglikelihoods(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]
     for b, row in enumerate(batch):
       inputs_BxL[b, :len(rows[row])] = rows[row]
       last_B[b] = len(rows[row]) - 1
-    logp_BxL, last_BxV = jax.device_get(_row_logprobs(graphdef, state, inputs_BxL, last_B))
-    for b, row in enumerate(batch):
-      for index in requests_of_row[row]:
-        n, last = num_scored[index], last_B[b]
-        if n:  # Tokens before the final one are the row's own next tokens; the final is read apart.
-          scores[index] = (np.sum(logp_BxL[b, last - n + 1:last], dtype=np.float64)
-                           + float(last_BxV[b, finals[index]]))
+    # Dispatch this batch before reading the previous one, so host work overlaps the compute.
+    outputs = _row_logprobs(graphdef, state, inputs_BxL, last_B)
+    if pending:
+      collect(*pending)
+    pending = (batch, last_B, outputs)
+  if pending:
+    collect(*pending)
   return scores

