@@ -95,7 +95,8 @@ def format_dry_run(plan: Plan, module) -> str:
 
 
 def ensure_data(runs) -> None:
-  """Builds the embedded corpus and each needed tokenizer once (a no-op when present)."""
+  """Builds the embedded corpus, each needed tokenizer and (when runs score zero-shot) the task
+  data once; a no-op when present."""
   from mobilellm_jax.data import paths, prepare  # pylint: disable=import-outside-toplevel
   needed = {}
   for config in runs:
@@ -104,6 +105,11 @@ def ensure_data(runs) -> None:
       needed[(d.data_dir, config.model.vocab_size)] = True
   for data_dir, vocab_size in needed:
     prepare.prepare(data_dir or None, vocab_size=vocab_size)
+  task_dirs = {c.data.data_dir for c in runs if c.eval.tasks.strip()}
+  if task_dirs:
+    from mobilellm_jax.evaluation import prepare_tasks  # pylint: disable=import-outside-toplevel
+    for data_dir in task_dirs:
+      prepare_tasks(data_dir or None)
 
 
 def run_one(config_dict: dict, run_dir: str) -> dict:
