@@ -18,6 +18,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture
 def config(data_dir):
   config = get_config("smoke")
+  config.train.batch_size = 4  # these tests count rows in batches of 4
   config.data.data_dir = str(data_dir)
   return config
 

@@ -22,6 +22,7 @@ def _lines(seed, count, vocab=256):
 @pytest.fixture
 def config(tmp_path):
   config = get_config("smoke")
+  config.train.batch_size = 4  # these tests count rows in batches of 4
   config.data.data_dir = str(tmp_path / "cache")
   config.data.dataset = f"jsonl:{tmp_path / 'mobilellm'}"
   return config
