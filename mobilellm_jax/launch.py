@@ -179,8 +179,9 @@ def finish(plan: Plan, module, log=print) -> str:
   the headline plot (<sweep>.png) and REPORT.md, all in the sweep's directory."""
   from mobilellm_jax import analysis  # pylint: disable=import-outside-toplevel  (pandas, matplotlib)
   sweep = analysis.load_sweep(plan.directory)
-  names = {run_name(c) for c in plan.runs}
-  runs = sweep.runs[sweep.runs["name"].isin(names)]
+  order = {run_name(c): i for i, c in enumerate(plan.runs)}  # the sweep file's order
+  runs = sweep.runs[sweep.runs["name"].isin(order)]
+  runs = runs.iloc[runs["name"].map(order).argsort()]
   if runs.empty:
     log(f"no finished runs in {plan.directory}")
     return ""

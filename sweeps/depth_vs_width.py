@@ -4,8 +4,9 @@ from mobilellm_jax.sweeps import base_config, matched_model
 
 DESCRIPTION = "parameter-matched depths at one budget: does deep-and-thin beat wide-and-shallow?"
 HEADLINE = "num_layers"
-NOTE = ("cpu: 6 depths x 2 seeds x 300k tokens at 2M params on the embedded corpus (~25 min on "
-        "2 cores); the deep end dominates the wall time. More tokens per parameter: depth_vs_tokens.")
+NOTE = ("cpu: 6 depths x 2 seeds x 300k tokens at 2M params on the embedded corpus; measured 47 min "
+        "on 2 cores shared with other jobs (2026-11-28), est. 25-30 min alone; the deep end dominates "
+        "the wall time. More tokens per parameter: depth_vs_tokens.")
 
 # The paper's grids (layers -> dim), ~125M and ~350M, head_dim 64, multi-head, SwiGLU 8/3.
 PAPER_GRIDS = {124_635_456: {4: 1280, 12: 768, 18: 640, 24: 576, 30: 512, 42: 448, 62: 384},
