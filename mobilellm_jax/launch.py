@@ -97,7 +97,7 @@ def format_dry_run(plan: Plan, module) -> str:
 def ensure_data(runs) -> None:
   """Builds the embedded corpus, each needed tokenizer and (when runs score zero-shot) the task
   data once; a no-op when present."""
-  from mobilellm_jax.data import paths, prepare  # pylint: disable=import-outside-toplevel
+  from mobilellm_jax.data import prepare  # pylint: disable=import-outside-toplevel
   needed = {}
   for config in runs:
     d = config.data
