@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mobilellm_jax import feedforward
+from mobilellm_jax.attention import causal_attention
 from mobilellm_jax.schedule import layer_passes
 
 
@@ -35,6 +37,8 @@ class ModelArgs:
   compute_dtype: str
   scan_layers: bool
   remat: str
+  attention: str = "auto"  # defaults keep configs saved before these fields loadable
+  attention_block: int = 32
 
   @classmethod
   def from_config(cls, model_config) -> "ModelArgs":
@@ -89,6 +93,7 @@ class Attention(nnx.Module):
   def __init__(self, args: ModelArgs, rngs: nnx.Rngs):
     D, H, K, E = args.dim, args.num_heads, args.num_kv_heads, args.head_dim
     self.dtype = jnp.dtype(args.compute_dtype)
+    self.impl, self.block_size = args.attention, args.attention_block
     self.wq_DxHxE = _param(rngs, (D, H, E), ("embed", "heads", "head_dim"), args)
     self.wk_DxKxE = _param(rngs, (D, K, E), ("embed", "kv_heads", "head_dim"), args)
     self.wv_DxKxE = _param(rngs, (D, K, E), ("embed", "kv_heads", "head_dim"), args)
@@ -101,7 +106,8 @@ class Attention(nnx.Module):
     v_BxLxKxE = jnp.einsum("bld,dke->blke", x_BxLxD, self.wv_DxKxE[...].astype(dt))
     q_BxLxHxE = apply_rope(q_BxLxHxE, sin, cos)
     k_BxLxKxE = apply_rope(k_BxLxKxE, sin, cos)
-    out_BxLxHxE = jax.nn.dot_product_attention(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE, is_causal=True)
+    out_BxLxHxE = causal_attention(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE, impl=self.impl,
+                                   block_size=self.block_size)
     return jnp.einsum("blhe,hed->bld", out_BxLxHxE, self.wo_HxExD[...].astype(dt))
 
 
@@ -119,12 +125,10 @@ class FeedForward(nnx.Module):
 
   def __call__(self, x_BxLxD):
     dt = self.dtype
-    up_BxLxF = x_BxLxD @ self.w_up_DxF[...].astype(dt)
+    up_DxF, down_FxD = self.w_up_DxF[...].astype(dt), self.w_down_FxD[...].astype(dt)
     if self.gated:
-      hidden_BxLxF = jax.nn.silu(x_BxLxD @ self.w_gate_DxF[...].astype(dt)) * up_BxLxF
-    else:
-      hidden_BxLxF = jax.nn.relu(up_BxLxF)
-    return hidden_BxLxF @ self.w_down_FxD[...].astype(dt)
+      return feedforward.swiglu(x_BxLxD, self.w_gate_DxF[...].astype(dt), up_DxF, down_FxD)
+    return feedforward.relu_mlp(x_BxLxD, up_DxF, down_FxD)
 
 
 class Block(nnx.Module):
@@ -161,6 +165,13 @@ class Decoder(nnx.Module):
       self.head_DxV = _param(rngs, (args.dim, args.vocab_size), ("embed", "vocab"), args)
 
   def __call__(self, tokens_BxL, positions_BxL=None):
+    hidden_BxLxD, head_VxD = self.features(tokens_BxL, positions_BxL)
+    return jnp.einsum("bld,vd->blv", hidden_BxLxD, head_VxD, preferred_element_type=jnp.float32)
+
+  def features(self, tokens_BxL, positions_BxL=None):
+    """(final-normed hidden states [B, L, D], output head [V, D]), both in the compute dtype:
+    logits = hidden @ head^T. The training loss fuses that matmul into a chunked cross-entropy
+    (losses.py) instead of materialising [B, L, V] logits."""
     args = self.args
     B, L = tokens_BxL.shape
     if L > args.max_seq_len:
@@ -171,10 +182,8 @@ class Decoder(nnx.Module):
     x_BxLxD = jnp.take(self.embed_VxD[...], tokens_BxL, axis=0).astype(dt)
     sin, cos = rope_sin_cos(positions_BxL, args.head_dim, args.rope_theta)
     x_BxLxD = self._run_blocks(x_BxLxD, sin, cos)
-    x_BxLxD = self.final_norm(x_BxLxD)
-    head_DxV = self.embed_VxD[...].T if args.tie_embeddings else self.head_DxV[...]
-    return jnp.einsum("bld,dv->blv", x_BxLxD, head_DxV.astype(dt),
-                      preferred_element_type=jnp.float32)
+    head_VxD = self.embed_VxD[...] if args.tie_embeddings else self.head_DxV[...].T
+    return self.final_norm(x_BxLxD), head_VxD.astype(dt)
 
   def _run_blocks(self, x_BxLxD, sin, cos):
     """Runs the sharing schedule: each pass visits all N blocks (forward or reversed), each block

@@ -12,18 +12,15 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-
-def cross_entropy(logits_BxLxV, targets_BxL):
-  """Mean next-token negative log-likelihood in float32 (nats/token)."""
-  logits_BxLxV = logits_BxLxV.astype(jnp.float32)
-  log_z_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
-  target_logit_BxL = jnp.take_along_axis(logits_BxLxV, targets_BxL[..., None], axis=-1)[..., 0]
-  return jnp.mean(log_z_BxL - target_logit_BxL)
+from mobilellm_jax import losses
 
 
 def loss_fn(params, graphdef, batch):
-  logits_BxLxV = nnx.merge(graphdef, params)(batch["inputs"])
-  return cross_entropy(logits_BxLxV, batch["targets"])
+  """Mean next-token loss; the head matmul is fused into a chunked cross-entropy (losses.py)."""
+  hidden_BxLxD, head_VxD = nnx.merge(graphdef, params).features(batch["inputs"])
+  targets_BxL = batch["targets"]
+  chunk = losses.chunk_length(*targets_BxL.shape, head_VxD.shape[0])
+  return losses.fused_cross_entropy(hidden_BxLxD, head_VxD, targets_BxL, chunk)
 
 
 def init_train_state(params, optimizer: optax.GradientTransformation) -> dict:

@@ -6,6 +6,7 @@ SHARING_STRATEGIES = ("none", "immediate", "repeat_all", "reverse")
 FFN_TYPES = ("swiglu", "relu")
 DTYPES = ("float32", "bfloat16")
 REMAT_POLICIES = ("none", "full", "dots")
+ATTENTION_IMPLEMENTATIONS = ("auto", "blocked", "xla", "cudnn")
 WANDB_MODES = ("offline", "online", "disabled")
 
 
@@ -51,6 +52,8 @@ def validate_model(m: ml_collections.ConfigDict) -> None:
   _one_of(config, "model", "param_dtype", DTYPES)
   _one_of(config, "model", "compute_dtype", DTYPES)
   _one_of(config, "model", "remat", REMAT_POLICIES)
+  _one_of(config, "model", "attention", ATTENTION_IMPLEMENTATIONS)
+  _positive(config, "model", "attention_block")
   for name in ("rope_theta", "norm_eps", "init_std"):
     _require(m[name] > 0, f"model.{name}", f"must be > 0, got {m[name]!r}")
 

@@ -1,0 +1,89 @@
+"""Next-token cross-entropy fused with the output head, in sequence chunks.
+
+The plain loss materialises [B, L, V] float32 logits (64 MB at batch 16 x 256, vocab 4096) and
+autodiff then writes and re-reads a gradient of the same size. Here a scan over chunks of positions
+computes each chunk's logits, log-sum-exp and, when differentiated, the chunk's gradient right away
+(softmax minus one-hot), so only a cache-sized [B, chunk, V] block exists at a time. The gradients
+are computed in the forward pass (the loss is a scalar, so the backward pass only scales them): three
+matmuls per chunk, no recomputation.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from mobilellm_jax.feedforward import weight_grad
+
+CHUNK_LOGITS = 1 << 22  # logits per chunk: 4M float32 = 16 MB (1024 tokens at vocab 4096)
+
+
+def chunk_length(batch: int, length: int, vocab: int, chunk_logits: int = CHUNK_LOGITS) -> int:
+  """The largest divisor of `length` with batch * chunk * vocab <= chunk_logits (at least 1)."""
+  target = max(1, chunk_logits // max(batch * vocab, 1))
+  return max(d for d in range(1, length + 1) if length % d == 0 and d <= target)
+
+
+def cross_entropy(logits_BxLxV, targets_BxL):
+  """Reference (unfused) mean next-token negative log-likelihood in float32 (nats/token)."""
+  return _nll_sum(logits_BxLxV.astype(jnp.float32), targets_BxL)[0] / targets_BxL.size
+
+
+def _chunked(x_BxLx, chunk: int):
+  """[B, L, ...] -> [L/chunk, B, chunk, ...] (scan over the leading axis)."""
+  B, L = x_BxLx.shape[:2]
+  return jnp.swapaxes(x_BxLx.reshape(B, L // chunk, chunk, *x_BxLx.shape[2:]), 0, 1)
+
+
+def _chunk_logits(h_BxCxD, head_VxD):
+  return jnp.einsum("bcd,vd->bcv", h_BxCxD, head_VxD, preferred_element_type=jnp.float32)
+
+
+def _nll_sum(logits_BxCxV, targets_BxC):
+  log_z = jax.nn.logsumexp(logits_BxCxV, axis=-1)
+  target_logit = jnp.take_along_axis(logits_BxCxV, targets_BxC[..., None], axis=-1)[..., 0]
+  return jnp.sum(log_z - target_logit), log_z
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def fused_cross_entropy(hidden_BxLxD, head_VxD, targets_BxL, chunk: int):
+  """mean over tokens of -log softmax(hidden @ head^T)[target], nats/token, float32."""
+  def body(total, xs):
+    h, t = xs
+    return total + _nll_sum(_chunk_logits(h, head_VxD), t)[0], None
+  total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32),
+                          (_chunked(hidden_BxLxD, chunk), _chunked(targets_BxL, chunk)))
+  return total / targets_BxL.size
+
+
+def _fwd(hidden_BxLxD, head_VxD, targets_BxL, chunk):
+  count = targets_BxL.size
+  vocab = head_VxD.shape[0]
+
+  def body(carry, xs):
+    total, dhead_VxD = carry
+    h, t = xs
+    logits = _chunk_logits(h, head_VxD)
+    nll, log_z = _nll_sum(logits, t)
+    # d(mean nll)/d logits = (softmax - onehot(target)) / count
+    dlogits = (jnp.exp(logits - log_z[..., None]) - jax.nn.one_hot(t, vocab, dtype=jnp.float32))
+    dlogits = (dlogits / count).astype(h.dtype)
+    dh = jnp.einsum("bcv,vd->bcd", dlogits, head_VxD)
+    dhead_VxD = dhead_VxD + weight_grad(dlogits, h).astype(jnp.float32)
+    return (total + nll, dhead_VxD), dh
+
+  init = (jnp.zeros((), jnp.float32), jnp.zeros(head_VxD.shape, jnp.float32))
+  (total, dhead_VxD), dh_chunks = jax.lax.scan(
+      body, init, (_chunked(hidden_BxLxD, chunk), _chunked(targets_BxL, chunk)))
+  B, L, D = hidden_BxLxD.shape
+  dhidden_BxLxD = jnp.swapaxes(dh_chunks, 0, 1).reshape(B, L, D)
+  return total / count, (dhidden_BxLxD, dhead_VxD.astype(head_VxD.dtype))
+
+
+def _bwd(chunk, residuals, dloss):
+  del chunk
+  dhidden, dhead = residuals
+  return (dloss * dhidden).astype(dhidden.dtype), (dloss * dhead).astype(dhead.dtype), None
+
+
+fused_cross_entropy.defvjp(_fwd, _bwd)

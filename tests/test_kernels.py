@@ -1,0 +1,106 @@
+"""The hand-written kernels (blocked attention, feed-forward VJPs, fused cross-entropy) compute
+the same values and gradients as the plain JAX formulas they replace."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mobilellm_jax import attention, feedforward, losses
+
+
+def _max_rel_err(a, b):
+  return max(float(jnp.max(jnp.abs(x - y)) / (jnp.max(jnp.abs(y)) + 1e-30))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _random(shape, seed, scale=1.0):
+  return scale * jax.random.normal(jax.random.key(seed), shape, jnp.float32)
+
+
+@pytest.mark.parametrize("heads,kv_heads,length,block", [
+    (4, 2, 64, 8), (6, 2, 33, 8), (2, 1, 16, 16), (4, 4, 7, 2), (2, 2, 40, 1)])
+def test_blocked_attention_matches_xla(heads, kv_heads, length, block):
+  q = _random((2, length, heads, 8), 0)
+  k = _random((2, length, kv_heads, 8), 1)
+  v = _random((2, length, kv_heads, 8), 2)
+  weights = _random((2, length, heads, 8), 3)
+
+  def loss(impl):
+    return lambda q, k, v: jnp.sum(weights * attention.causal_attention(
+        q, k, v, impl=impl, block_size=block))
+
+  ours = jax.jit(jax.value_and_grad(loss("blocked"), argnums=(0, 1, 2)))(q, k, v)
+  reference = jax.jit(jax.value_and_grad(loss("xla"), argnums=(0, 1, 2)))(q, k, v)
+  assert _max_rel_err(ours, reference) < 1e-5
+
+
+def test_blocked_attention_is_causal():
+  q, k, v = _random((1, 12, 2, 4), 0), _random((1, 12, 1, 4), 1), _random((1, 12, 1, 4), 2)
+  run = jax.jit(attention.blocked_attention, static_argnums=3)
+  out = run(q, k, v, 3)
+  # Changing the last key/value must not change any earlier position's output.
+  out2 = run(q, k.at[:, -1].set(9.0), v.at[:, -1].set(-9.0), 3)
+  np.testing.assert_array_equal(out[:, :-1], out2[:, :-1])
+  assert not np.allclose(out[:, -1], out2[:, -1])
+
+
+def test_block_bounds_cover_the_sequence_and_cap_the_block_count():
+  assert attention._block_bounds(256, 32) == [(i, i + 32) for i in range(0, 256, 32)]
+  assert attention._block_bounds(33, 8) == [(0, 8), (8, 16), (16, 24), (24, 32), (32, 33)]
+  bounds = attention._block_bounds(2048, 32)  # 64 blocks of 32 would be too many
+  assert len(bounds) == attention.MAX_BLOCKS and bounds[-1][1] == 2048
+
+
+def test_attention_auto_resolves_to_blocked_on_cpu():
+  assert attention.resolve("auto", jnp.float32) == "blocked"
+  assert attention.resolve("xla", jnp.float32) == "xla"
+
+
+def _swiglu_reference(x, w_gate, w_up, w_down):
+  return (jax.nn.silu(x @ w_gate) * (x @ w_up)) @ w_down
+
+
+def _relu_reference(x, w_up, w_down):
+  return jax.nn.relu(x @ w_up) @ w_down
+
+
+@pytest.mark.parametrize("kernel,reference,num_weights", [
+    (feedforward.swiglu, _swiglu_reference, 3), (feedforward.relu_mlp, _relu_reference, 2)])
+def test_feedforward_vjp_matches_autodiff(kernel, reference, num_weights):
+  x = _random((3, 10, 16), 0)
+  shapes = [(16, 40)] * (num_weights - 1) + [(40, 16)]
+  weights = [_random(s, i + 1, 0.3) for i, s in enumerate(shapes)]
+  probe = _random((3, 10, 16), 9)
+  argnums = tuple(range(num_weights + 1))
+  ours = jax.jit(jax.value_and_grad(lambda *a: jnp.sum(probe * kernel(*a)), argnums))(x, *weights)
+  ref = jax.jit(jax.value_and_grad(lambda *a: jnp.sum(probe * reference(*a)), argnums))(x, *weights)
+  assert _max_rel_err(ours, ref) < 1e-5
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 12])
+def test_fused_cross_entropy_matches_plain(chunk):
+  hidden, head = _random((3, 12, 8), 0), _random((37, 8), 1)
+  targets = jax.random.randint(jax.random.key(2), (3, 12), 0, 37)
+
+  def fused(h, w):
+    return 2.5 * losses.fused_cross_entropy(h, w, targets, chunk)
+
+  def plain(h, w):
+    return 2.5 * losses.cross_entropy(jnp.einsum("bld,vd->blv", h, w), targets)
+
+  ours = jax.jit(jax.value_and_grad(fused, argnums=(0, 1)))(hidden, head)
+  ref = jax.value_and_grad(plain, argnums=(0, 1))(hidden, head)
+  assert _max_rel_err(ours, ref) < 1e-5
+  assert abs(float(jax.jit(fused)(hidden, head)) - float(ref[0])) < 1e-5  # the undifferentiated path
+
+
+def test_chunk_length_divides_and_bounds_logits():
+  assert losses.chunk_length(16, 256, 4096) == 64
+  assert losses.chunk_length(2, 512, 4096) == 512
+  assert losses.chunk_length(2, 512, 32000) == 64
+  assert losses.chunk_length(3, 7, 10) == 7
+  assert losses.chunk_length(2048, 256, 4096) == 1
+  for batch, length, vocab in [(16, 256, 4096), (5, 100, 50000), (1, 2048, 32000)]:
+    c = losses.chunk_length(batch, length, vocab)
+    assert length % c == 0 and (batch * c * vocab <= losses.CHUNK_LOGITS or c == 1)
