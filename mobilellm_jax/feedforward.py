@@ -2,7 +2,7 @@
 
 Autodiff of `down(silu(x @ gate) * (x @ up))` makes XLA:CPU transpose the [tokens, ffn] activation
 gradients before each weight-gradient matmul and re-fuse the SiLU chain into every consumer; this
-custom VJP computes each gradient once, in the layout the matmuls want (about 1.5x faster fwd+bwd
+custom VJP computes each gradient once, with weight gradients as in-place 2-D matmuls (dense.py) (about 1.5x faster fwd+bwd
 on CPU at the cpu preset; bench/README.md). Same numbers as autodiff (tests/test_model.py).
 
 Weights arrive already cast to the compute dtype; elementwise math runs in float32.
@@ -11,19 +11,13 @@ Weights arrive already cast to the compute dtype; elementwise math runs in float
 import jax
 import jax.numpy as jnp
 
-
-def weight_grad(x_BxLxI, dout_BxLxO):
-  """x^T dout over all tokens, [I, O]. Written as one 2-D contraction over the flattened token
-  axis: with the batch and sequence axes contracted separately XLA:CPU first copies one operand
-  into a transposed layout (a full extra pass over a [tokens, width] activation)."""
-  dims = (((0,), (0,)), ((), ()))
-  return jax.lax.dot_general(x_BxLxI.reshape(-1, x_BxLxI.shape[-1]),
-                             dout_BxLxO.reshape(-1, dout_BxLxO.shape[-1]), dims)
+from mobilellm_jax.dense import weight_grad
 
 
 def _dense_grads(x_BxLxI, dout_BxLxO, w_IxO):
   """(d input, d weight) of out = x @ w, given d out."""
-  return jnp.einsum("blo,io->bli", dout_BxLxO, w_IxO), weight_grad(x_BxLxI, dout_BxLxO)
+  dw = weight_grad(x_BxLxI.reshape(-1, w_IxO.shape[0]), dout_BxLxO.reshape(-1, w_IxO.shape[1]))
+  return jnp.einsum("blo,io->bli", dout_BxLxO, w_IxO), dw
 
 
 @jax.custom_vjp

@@ -13,7 +13,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from mobilellm_jax.feedforward import weight_grad
+from mobilellm_jax.dense import weight_grad
 
 CHUNK_LOGITS = 1 << 22  # logits per chunk: 4M float32 = 16 MB (1024 tokens at vocab 4096)
 
@@ -69,7 +69,8 @@ def _fwd(hidden_BxLxD, head_VxD, targets_BxL, chunk):
     dlogits = (jnp.exp(logits - log_z[..., None]) - jax.nn.one_hot(t, vocab, dtype=jnp.float32))
     dlogits = (dlogits / count).astype(h.dtype)
     dh = jnp.einsum("bcv,vd->bcd", dlogits, head_VxD)
-    dhead_VxD = dhead_VxD + weight_grad(dlogits, h).astype(jnp.float32)
+    dhead = weight_grad(dlogits.reshape(-1, vocab), h.reshape(-1, h.shape[-1]))
+    dhead_VxD = dhead_VxD + dhead.astype(jnp.float32)
     return (total + nll, dhead_VxD), dh
 
   init = (jnp.zeros((), jnp.float32), jnp.zeros(head_VxD.shape, jnp.float32))

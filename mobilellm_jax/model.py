@@ -13,6 +13,7 @@ from flax import nnx
 
 from mobilellm_jax import feedforward
 from mobilellm_jax.attention import causal_attention
+from mobilellm_jax.dense import dense
 from mobilellm_jax.schedule import layer_passes
 
 
@@ -38,7 +39,7 @@ class ModelArgs:
   scan_layers: bool
   remat: str
   attention: str = "auto"  # defaults keep configs saved before these fields loadable
-  attention_block: int = 32
+  attention_block: int = 64
 
   @classmethod
   def from_config(cls, model_config) -> "ModelArgs":
@@ -101,14 +102,14 @@ class Attention(nnx.Module):
 
   def __call__(self, x_BxLxD, sin, cos):
     dt = self.dtype
-    q_BxLxHxE = jnp.einsum("bld,dhe->blhe", x_BxLxD, self.wq_DxHxE[...].astype(dt))
-    k_BxLxKxE = jnp.einsum("bld,dke->blke", x_BxLxD, self.wk_DxKxE[...].astype(dt))
-    v_BxLxKxE = jnp.einsum("bld,dke->blke", x_BxLxD, self.wv_DxKxE[...].astype(dt))
+    q_BxLxHxE = dense(x_BxLxD, self.wq_DxHxE[...].astype(dt))
+    k_BxLxKxE = dense(x_BxLxD, self.wk_DxKxE[...].astype(dt))
+    v_BxLxKxE = dense(x_BxLxD, self.wv_DxKxE[...].astype(dt))
     q_BxLxHxE = apply_rope(q_BxLxHxE, sin, cos)
     k_BxLxKxE = apply_rope(k_BxLxKxE, sin, cos)
     out_BxLxHxE = causal_attention(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE, impl=self.impl,
                                    block_size=self.block_size)
-    return jnp.einsum("blhe,hed->bld", out_BxLxHxE, self.wo_HxExD[...].astype(dt))
+    return dense(out_BxLxHxE, self.wo_HxExD[...].astype(dt), 2)
 
 
 class FeedForward(nnx.Module):

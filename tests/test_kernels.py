@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mobilellm_jax import attention, feedforward, losses
+from mobilellm_jax import attention, dense, feedforward, losses
 
 
 def _max_rel_err(a, b):
@@ -55,6 +55,20 @@ def test_block_bounds_cover_the_sequence_and_cap_the_block_count():
 def test_attention_auto_resolves_to_blocked_on_cpu():
   assert attention.resolve("auto", jnp.float32) == "blocked"
   assert attention.resolve("xla", jnp.float32) == "xla"
+
+
+@pytest.mark.parametrize("x_shape,w_shape,num_in", [
+    ((3, 5, 8), (8, 4, 6), 1), ((3, 5, 4, 6), (4, 6, 8), 2), ((7, 8), (8, 3), 1)])
+def test_dense_vjp_matches_einsum(x_shape, w_shape, num_in):
+  x, w = _random(x_shape, 0), _random(w_shape, 1)
+  probe = _random(x_shape[:len(x_shape) - num_in] + w_shape[num_in:], 2)
+  axes = "abcdefgh"
+  lead, contracted = axes[:len(x_shape) - num_in], axes[len(x_shape) - num_in:len(x_shape)]
+  spec = f"{lead}{contracted},{contracted}{'xyz'[:len(w_shape) - num_in]}->{lead}{'xyz'[:len(w_shape) - num_in]}"
+  ours = jax.jit(jax.value_and_grad(lambda x, w: jnp.sum(probe * dense.dense(x, w, num_in)),
+                                    argnums=(0, 1)))(x, w)
+  ref = jax.value_and_grad(lambda x, w: jnp.sum(probe * jnp.einsum(spec, x, w)), argnums=(0, 1))(x, w)
+  assert _max_rel_err(ours, ref) < 1e-5
 
 
 def _swiglu_reference(x, w_gate, w_up, w_down):

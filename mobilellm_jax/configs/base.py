@@ -34,7 +34,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
   m.compute_dtype = "float32"  # Matmul/activation dtype: 'float32' | 'bfloat16' (norms, softmax and loss stay f32).
   m.scan_layers = True  # Scan over unique blocks (compile time flat in depth); False unrolls (same numbers).
   m.attention = "auto"  # 'auto' | 'blocked' (pure-JAX flash style, CPU) | 'xla' | 'cudnn' (mobilellm_jax/attention.py).
-  m.attention_block = 32  # 'blocked': query positions per block (each block skips the keys after it).
+  m.attention_block = 64  # 'blocked': query positions per block (each block skips the keys after it).
   m.remat = "none"  # Rematerialise each block in the backward pass: 'none' | 'full' | 'dots' (save matmuls).
 
   # --- data: corpus, tokenizer, input pipeline (mobilellm_jax/data/) ------------------------

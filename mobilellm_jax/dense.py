@@ -1,0 +1,48 @@
+"""Projections whose weight gradient is one 2-D matmul over the flattened token axis.
+
+Autodiff of `einsum("bld,dhe->blhe", x, w)` gives the weight gradient as a contraction over two
+axes (batch and sequence); XLA:CPU then copies one operand into a transposed layout first, a full
+extra pass over a [tokens, width] activation per projection. Flattening tokens to one axis lets
+the matmul read both operands in place. Same numbers as autodiff (tests/test_kernels.py).
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+
+def weight_grad(x_TxI, dout_TxO):
+  """x^T dout, [I, O], for token-major 2-D operands (contracts the token axis in place)."""
+  return jax.lax.dot_general(x_TxI, dout_TxO, (((0,), (0,)), ((), ())))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def dense(x, w, num_in: int = 1):
+  """x [..., *in] @ w [*in, *out] -> [..., *out], contracting the last `num_in` axes of x with
+  the first `num_in` axes of w."""
+  return _matmul(x, w, num_in)[0]
+
+
+def _matmul(x, w, num_in):
+  in_size = math.prod(w.shape[:num_in])
+  x_TxI, w_IxO = x.reshape(-1, in_size), w.reshape(in_size, -1)
+  y = (x_TxI @ w_IxO).reshape(*x.shape[:x.ndim - num_in], *w.shape[num_in:])
+  return y, x_TxI, w_IxO
+
+
+def _dense_fwd(x, w, num_in):
+  y, x_TxI, w_IxO = _matmul(x, w, num_in)
+  return y, (x_TxI, w_IxO, x.shape, w.shape)
+
+
+def _dense_bwd(num_in, residuals, dy):
+  del num_in
+  x_TxI, w_IxO, x_shape, w_shape = residuals
+  dy_TxO = dy.reshape(x_TxI.shape[0], w_IxO.shape[1])
+  dx = jnp.einsum("to,io->ti", dy_TxO, w_IxO).reshape(x_shape)
+  return dx, weight_grad(x_TxI, dy_TxO).reshape(w_shape)
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
