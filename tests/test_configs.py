@@ -36,6 +36,8 @@ BAD = [
     ("model.ffn_dim", 0, "model.ffn_dim"),
     ("model.compute_dtype", "float16", "model.compute_dtype"),
     ("model.remat", "sometimes", "model.remat"),
+    ("model.attention", "flash", "model.attention"),
+    ("model.attention_block", 0, "model.attention_block"),
     ("train.batch_size", 0, "train.batch_size"),
     ("train.grad_accum_steps", 3, "train.batch_size"),  # 4 sequences do not split into 3
     ("train.mesh_tensor", 0, "train.mesh_tensor"),
