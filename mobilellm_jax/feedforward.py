@@ -1,9 +1,10 @@
 """Feed-forward layers with a hand-written backward pass.
 
 Autodiff of `down(silu(x @ gate) * (x @ up))` makes XLA:CPU transpose the [tokens, ffn] activation
-gradients before each weight-gradient matmul and re-fuse the SiLU chain into every consumer; this
-custom VJP computes each gradient once, with weight gradients as in-place 2-D matmuls (dense.py) (about 1.5x faster fwd+bwd
-on CPU at the cpu preset; bench/README.md). Same numbers as autodiff (tests/test_model.py).
+gradients before each weight-gradient matmul and re-fuse the SiLU chain into every consumer. This
+custom VJP computes each gradient once, with the weight gradients as in-place 2-D matmuls
+(dense.py): about 1.5x faster forward + backward at the cpu preset (bench/README.md). Same numbers
+as autodiff (tests/test_kernels.py).
 
 Weights arrive already cast to the compute dtype; elementwise math runs in float32.
 """
