@@ -60,6 +60,12 @@ def _contest(runs: pd.DataFrame, agg: pd.DataFrame, a, b, metric: str, names: tu
   return gap, a_won, (names if a_won else names[::-1])
 
 
+def _outcome(a: str, a_won: bool, b: str, gap: stats.Gap) -> str:
+  """'a beat b on <metric> by <gap>' (or 'lost to')."""
+  return (f"{a} {'beat' if a_won else 'lost to'} {b} on {NAMES[gap.metric]} by "
+          f"{gap.describe(UNITS[gap.metric])}")
+
+
 def _verdict(text: str, gap: stats.Gap, agrees: bool | None, *, setting: str,
              pair: tuple[str, str]) -> Verdict:
   """A finding about one gap; pair = (winner, loser) for the who-wins table."""
@@ -151,9 +157,8 @@ def ablation_ladder(runs: pd.DataFrame) -> list[Verdict]:
       first, last = index[0], index[-1]
       gap, won, pair = _contest(runs, agg, last, first, metric, (labels[last], labels[first]))
       whole = paper.ladder_result("125M").margin
-      text = (f"the whole ladder: '{labels[last]}' {'beat' if won else 'lost to'} "
-              f"'{labels[first]}' on {NAMES[metric]} by {gap.describe(UNITS[metric])}; "
-              f"paper {whole:+.1f} points (125M)")
+      outcome = _outcome(f"'{labels[last]}'", won, f"'{labels[first]}'", gap)
+      text = f"the whole ladder: {outcome}; paper {whole:+.1f} points (125M)"
       out.append(_verdict(text, gap, won == (whole > 0), setting=f"whole ladder, {metric}",
                           pair=pair))
   return out
@@ -172,8 +177,7 @@ def layer_sharing(runs: pd.DataFrame) -> list[Verdict]:
       gap, won, pair = _contest(runs, agg, i, none[0], metric, (name, "none"))
       paper_gain = reported.get(strategy, math.nan) - reported["none"]
       agrees = won == (paper_gain > 0) if math.isfinite(paper_gain) else None
-      text = (f"{name} {'beat' if won else 'lost to'} no sharing on {NAMES[metric]} by "
-              f"{gap.describe(UNITS[metric])} at the same parameters "
+      text = (f"{_outcome(name, won, 'no sharing', gap)} at the same parameters "
               f"({agg.loc[i, 'effective_depth']} vs {agg.loc[none[0], 'effective_depth']} layers "
               f"run); paper 350M {paper_gain:+.1f} points")
       out.append(_verdict(text, gap, agrees, setting=f"{name} vs none, {metric}", pair=pair))
@@ -209,8 +213,7 @@ def repeat_count(runs: pd.DataFrame) -> list[Verdict]:
       increments.append((k, stats.config_gap(runs, agg, i, previous, metric)))
       previous = i
       paper_text = f"paper: +{low} to +{high} points" if k == 2 else "paper: diminishing returns"
-      text = (f"{k}x {'beat' if won else 'lost to'} {base_name} on {NAMES[metric]} by "
-              f"{gap.describe(UNITS[metric])}; {paper_text}")
+      text = f"{_outcome(f'{k}x', won, base_name, gap)}; {paper_text}"
       out.append(_verdict(text, gap, won, setting=f"{k}x vs {base_name}, {metric}", pair=pair))
     if len(increments) >= 2:
       gains = [_improvement(g) for _, g in increments]
@@ -247,9 +250,9 @@ def embedding_sharing(runs: pd.DataFrame) -> list[Verdict]:
         continue
       gap, won, pair = _contest(runs, agg, first[a], first[b], metric, (a, b))
       paper_gain = reported[a][1] - reported[b][1]
-      text = (f"{a} ({agg.loc[first[a], 'num_layers']} layers) {'beat' if won else 'lost to'} "
-              f"{b} ({agg.loc[first[b], 'num_layers']} layers) on {NAMES[metric]} by "
-              f"{gap.describe(UNITS[metric])}; paper {paper_gain:+.1f} points")
+      layers = {x: agg.loc[first[x], "num_layers"] for x in (a, b)}
+      outcome = _outcome(f"{a} ({layers[a]} layers)", won, f"{b} ({layers[b]} layers)", gap)
+      text = f"{outcome}; paper {paper_gain:+.1f} points"
       out.append(_verdict(text, gap, won == (paper_gain > 0), setting=f"{a} vs {b}, {metric}",
                           pair=pair))
   return out
