@@ -21,10 +21,15 @@ import jax.numpy as jnp
 
 
 def resolve(impl: str) -> str:
-  """The concrete kernel 'auto' stands for on the current backend."""
+  """The concrete kernel 'auto' stands for on the current backend; a kernel the backend cannot
+  run is refused here, at trace time, naming the config field."""
+  backend = jax.default_backend()
+  if impl == "cudnn" and backend != "gpu":
+    raise ValueError(f"config.model.attention: 'cudnn' needs a GPU; this process runs on "
+                     f"{backend!r} (use 'auto', 'blocked' or 'xla')")
   if impl != "auto":
     return impl
-  return "blocked" if jax.default_backend() == "cpu" else "xla"
+  return "blocked" if backend == "cpu" else "xla"
 
 
 def causal_attention(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE, *, impl: str = "auto",

@@ -55,6 +55,8 @@ def test_block_bounds_cover_the_sequence_and_cap_the_block_count():
 def test_attention_auto_resolves_to_blocked_on_cpu():
   assert attention.resolve("auto") == "blocked"
   assert attention.resolve("xla") == "xla"
+  with pytest.raises(ValueError, match="config.model.attention: 'cudnn' needs a GPU"):
+    attention.resolve("cudnn")
 
 
 @pytest.mark.parametrize("x_shape,w_shape,num_in", [
