@@ -1,12 +1,12 @@
-"""The hand-written kernels (blocked attention, feed-forward VJPs, fused cross-entropy) compute
-the same values and gradients as the plain JAX formulas they replace."""
+"""The hand-written kernels (fused C++ and blocked attention, feed-forward VJPs, fused
+cross-entropy) compute the same values and gradients as the plain JAX formulas they replace."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mobilellm_jax import attention, dense, feedforward, losses
+from mobilellm_jax import attention, dense, feedforward, losses, native
 
 
 def _max_rel_err(a, b):
@@ -18,29 +18,39 @@ def _random(shape, seed, scale=1.0):
   return scale * jax.random.normal(jax.random.key(seed), shape, jnp.float32)
 
 
-@pytest.mark.parametrize("heads,kv_heads,length,block", [
-    (4, 2, 64, 8), (6, 2, 33, 8), (4, 4, 7, 2)])  # GQA + many blocks, uneven last block, MHA
-def test_blocked_attention_matches_xla(heads, kv_heads, length, block):
-  q = _random((2, length, heads, 8), 0)
-  k = _random((2, length, kv_heads, 8), 1)
-  v = _random((2, length, kv_heads, 8), 2)
-  weights = _random((2, length, heads, 8), 3)
+@pytest.mark.parametrize("impl,heads,kv_heads,length,head_dim,block", [
+    ("blocked", 4, 2, 64, 8, 8),  # GQA + many blocks
+    ("blocked", 6, 2, 33, 8, 8),  # uneven last block
+    ("blocked", 4, 4, 7, 8, 2),  # MHA
+    ("fused_cpu", 4, 2, 200, 32, 0),  # GQA, 4 key tiles with an uneven last one
+    ("fused_cpu", 6, 2, 9, 16, 0),  # 3 query heads per kv head, shorter than one tile
+    ("fused_cpu", 2, 2, 70, 64, 0),  # MHA, head_dim 64 (the paper's)
+    ("fused_cpu", 3, 1, 65, 24, 0),  # multi-query, head_dim not a power of two
+])
+def test_attention_kernels_match_xla(impl, heads, kv_heads, length, head_dim, block):
+  q = _random((2, length, heads, head_dim), 0)
+  k = _random((2, length, kv_heads, head_dim), 1)
+  v = _random((2, length, kv_heads, head_dim), 2)
+  weights = _random((2, length, heads, head_dim), 3)
 
   def loss(impl):
     return lambda q, k, v: jnp.sum(weights * attention.causal_attention(
-        q, k, v, impl=impl, block_size=block))
+        q, k, v, impl=impl, block_size=block or 64))
 
-  ours = jax.jit(jax.value_and_grad(loss("blocked"), argnums=(0, 1, 2)))(q, k, v)
+  ours = jax.jit(jax.value_and_grad(loss(impl), argnums=(0, 1, 2)))(q, k, v)
   reference = jax.jit(jax.value_and_grad(loss("xla"), argnums=(0, 1, 2)))(q, k, v)
-  assert _max_rel_err(ours, reference) < 1e-5
+  # fused_cpu sums in another order and uses a polynomial exp (relative error ~1e-7).
+  assert _max_rel_err(ours, reference) < (3e-5 if impl == "fused_cpu" else 1e-5)
 
 
-def test_blocked_attention_is_causal():
-  q, k, v = _random((1, 12, 2, 4), 0), _random((1, 12, 1, 4), 1), _random((1, 12, 1, 4), 2)
-  run = jax.jit(attention.blocked_attention, static_argnums=3)
-  out = run(q, k, v, 3)
+@pytest.mark.parametrize("run", [
+    jax.jit(lambda q, k, v: attention.blocked_attention(q, k, v, 3)),
+    jax.jit(attention.fused_cpu_attention)])
+def test_attention_kernels_are_causal(run):
+  q, k, v = _random((1, 12, 2, 8), 0), _random((1, 12, 1, 8), 1), _random((1, 12, 1, 8), 2)
+  out = run(q, k, v)
   # Changing the last key/value must not change any earlier position's output.
-  out2 = run(q, k.at[:, -1].set(9.0), v.at[:, -1].set(-9.0), 3)
+  out2 = run(q, k.at[:, -1].set(9.0), v.at[:, -1].set(-9.0))
   np.testing.assert_array_equal(out[:, :-1], out2[:, :-1])
   assert not np.allclose(out[:, -1], out2[:, -1])
 
@@ -52,11 +62,15 @@ def test_block_bounds_cover_the_sequence_and_cap_the_block_count():
   assert len(bounds) == attention.MAX_BLOCKS and bounds[-1][1] == 2048
 
 
-def test_attention_auto_resolves_to_blocked_on_cpu():
-  assert attention.resolve("auto") == "blocked"
+def test_attention_auto_resolves_on_cpu():
+  assert attention.resolve("auto", jnp.float32, 32) == "fused_cpu"
+  assert attention.resolve("auto", jnp.bfloat16, 32) == "blocked"  # the C++ kernel is f32 only
+  assert attention.resolve("auto", jnp.float32, 12) == "blocked"  # head_dim not a multiple of 8
   assert attention.resolve("xla") == "xla"
   with pytest.raises(ValueError, match="config.model.attention: 'cudnn' needs a GPU"):
     attention.resolve("cudnn")
+  with pytest.raises(ValueError, match="'fused_cpu' cannot run: it computes in float32 only"):
+    attention.resolve("fused_cpu", jnp.bfloat16, 32)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,num_in", [
@@ -120,3 +134,10 @@ def test_chunk_length_divides_and_bounds_logits():
   for batch, length, vocab in [(16, 256, 4096), (5, 100, 50000), (1, 2048, 32000)]:
     c = losses.chunk_length(batch, length, vocab)
     assert length % c == 0 and (batch * c * vocab <= losses.CHUNK_LOGITS or c == 1)
+
+
+def test_native_build_failure_is_reported(tmp_path, monkeypatch):
+  monkeypatch.setenv("CXX", "false")  # a "compiler" that always fails
+  with pytest.raises(native.NativeBuildError, match=r"building .*cpu_attention\.cc failed"):
+    native._build(str(tmp_path / "kernel.so"))
+  assert not list(tmp_path.iterdir())  # no half-written library left behind

@@ -6,7 +6,7 @@ SHARING_STRATEGIES = ("none", "immediate", "repeat_all", "reverse")
 FFN_TYPES = ("swiglu", "relu")
 DTYPES = ("float32", "bfloat16")
 REMAT_POLICIES = ("none", "full", "dots")
-ATTENTION_IMPLEMENTATIONS = ("auto", "blocked", "xla", "cudnn")
+ATTENTION_IMPLEMENTATIONS = ("auto", "fused_cpu", "blocked", "xla", "cudnn")
 WANDB_MODES = ("offline", "online", "disabled")
 
 

@@ -1,0 +1,89 @@
+"""C++ kernels for XLA:CPU, built on first use with the system C++ compiler and called via the
+XLA FFI. One kernel today: fused causal attention (cpu_attention.cc).
+
+The shared library is compiled once per (source, jaxlib, CPU) into ~/.cache/mobilellm_jax/native
+(MOBILELLM_NATIVE_CACHE overrides) and reused; a build takes ~10 s. Without a compiler, `load()`
+raises NativeBuildError, which says what failed; `available()` is the non-raising check.
+"""
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+
+import jax
+import jaxlib
+
+SOURCE = os.path.join(os.path.dirname(__file__), "cpu_attention.cc")
+TARGETS = {"mobilellm_attention_fwd": "MobilellmAttentionForward",
+           "mobilellm_attention_bwd": "MobilellmAttentionBackward"}
+
+
+class NativeBuildError(RuntimeError):
+  pass
+
+
+def _cpu_signature() -> str:
+  """The CPU model and flags: -march=native code is only valid on the CPU it was built for."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      lines = [l for l in f if l.startswith(("model name", "flags"))][:2]
+  except OSError:
+    lines = [platform.processor()]
+  return "".join(lines)
+
+
+def _library_path() -> str:
+  with open(SOURCE, "rb") as f:
+    key = hashlib.sha256(f.read() + jaxlib.__version__.encode() + _cpu_signature().encode())
+  cache = os.environ.get("MOBILELLM_NATIVE_CACHE") or os.path.join(
+      os.path.expanduser("~"), ".cache", "mobilellm_jax", "native")
+  return os.path.join(cache, f"cpu_attention-{key.hexdigest()[:16]}.so")
+
+
+def _build(path: str) -> None:
+  compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+  if not compiler:
+    raise NativeBuildError("no C++ compiler found (set CXX or install g++) to build "
+                           f"{SOURCE}")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  # Build to a temporary name and rename: concurrent processes never load a half-written file.
+  fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
+  os.close(fd)
+  cmd = [compiler, "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC",
+         "-fno-math-errno", "-I", jax.ffi.include_dir(), SOURCE, "-o", tmp]
+  result = subprocess.run(cmd, capture_output=True, text=True)
+  if result.returncode != 0:
+    os.unlink(tmp)
+    raise NativeBuildError(f"building {SOURCE} failed ({' '.join(cmd)}):\n"
+                           f"{result.stderr[-2000:]}")
+  os.replace(tmp, path)
+
+
+@functools.cache
+def load() -> str:
+  """Builds (if needed) and registers the kernels with XLA:CPU; returns the library path."""
+  path = _library_path()
+  if not os.path.exists(path):
+    _build(path)
+  try:
+    library = ctypes.cdll.LoadLibrary(path)
+  except OSError as e:
+    raise NativeBuildError(f"loading {path} failed: {e}; delete it to rebuild") from e
+  for target, symbol in TARGETS.items():
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
+                                platform="cpu")
+  return path
+
+
+@functools.cache
+def available() -> bool:
+  try:
+    load()
+    return True
+  except NativeBuildError:
+    return False

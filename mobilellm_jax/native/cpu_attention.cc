@@ -1,0 +1,364 @@
+// Fused causal grouped-query attention for XLA:CPU (float32), called through the XLA FFI.
+//
+// Why: XLA:CPU runs attention as separate batched matmuls and element-wise passes, each writing
+// its [queries, keys] intermediate to memory; with head_dim 32 those matmuls reach ~30 GFLOP/s.
+// Here each (batch, kv head) pair is one work item that keeps its score tiles in cache and does
+// the softmax in the same loop (FlashAttention-2 style: forward keeps out + log-sum-exp,
+// backward recomputes probabilities tile by tile). Work items are spread over XLA's own
+// intra-op thread pool.
+//
+// Layouts (row-major): q, out, dout, dq [B, L, H, E]; k, v, dk, dv [B, L, K, E]; lse [B, H, L].
+// Query head h uses kv head h / (H / K). E must be a multiple of 8 (checked in Python).
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int64_t kTile = 64;  // keys per tile (and queries per forward tile)
+typedef float v8 __attribute__((vector_size(32)));  // GCC/Clang vector extension: 8 floats
+
+struct Dims {
+  int64_t B, L, H, K, E;
+  int64_t G() const { return H / K; }
+};
+
+inline v8 load8(const float* p) { v8 r; std::memcpy(&r, p, sizeof(r)); return r; }
+inline void store8(float* p, v8 x) { std::memcpy(p, &x, sizeof(x)); }
+
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+// exp(x) for x <= 0 (softmax arguments), 8 lanes at once: Cody-Waite reduction by ln 2, a
+// degree-7 Taylor polynomial on [-ln2/2, ln2/2] (relative error ~1e-7), 2^n through the exponent
+// bits; below -87 gives 0.
+inline v8 exp8(v8 x) {
+  const v8 xc = x < -87.0f ? v8{} - 87.0f : x;
+  const v8 round = v8{} + 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer
+  const v8 n = (xc * 1.44269504088896341f + round) - round;
+  v8 r = xc - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  v8 p = v8{} + 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const v8i bits = (v8i)p + (__builtin_convertvector(n, v8i) << 23);
+  return x < -87.0f ? v8{} : (v8)bits;
+}
+
+inline float hmax(v8 x) {
+  float m = x[0];
+  for (int i = 1; i < 8; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
+inline float hsum(v8 x) {
+  float s = 0.0f;
+  for (int i = 0; i < 8; ++i) s += x[i];
+  return s;
+}
+
+// Lane j of tile vector t is key k0 + 8t + j: visible to query `pos` when k0 + 8t + j <= pos.
+inline v8i visible_mask(int64_t t, int64_t limit) {
+  const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+  return (lane + static_cast<int32_t>(8 * t)) < static_cast<int32_t>(limit);
+}
+
+// s[j] = scale * sum_e row[e] * colsT[e][j], j < kTile (colsT is [E][kTile]).
+inline void row_times_tile(const float* row, const float* colsT, int64_t E, float scale,
+                           float* s) {
+  v8 acc[kTile / 8] = {};
+  for (int64_t e = 0; e < E; ++e) {
+    const v8 r = v8{} + row[e];
+    const float* c = colsT + e * kTile;
+    for (int64_t t = 0; t < kTile / 8; ++t) acc[t] += r * load8(c + 8 * t);
+  }
+  for (int64_t t = 0; t < kTile / 8; ++t) store8(s + 8 * t, acc[t] * scale);
+}
+
+// acc[0:8V] = acc * c + sum_{j < n} w[j] * rows[j][0:8V]. V (= E / 8) is a template argument
+// so the accumulators stay in registers; two sets (even/odd j) hide the FMA latency.
+template <int V>
+void accumulate_rows_v(const float* w, const float* rows, int64_t n, float c, float* acc) {
+  constexpr int E = 8 * V;
+  v8 even[V], odd[V];
+  for (int t = 0; t < V; ++t) { even[t] = load8(acc + 8 * t) * c; odd[t] = v8{}; }
+  int64_t j = 0;
+  for (; j + 1 < n; j += 2) {
+    for (int t = 0; t < V; ++t) {
+      even[t] += w[j] * load8(rows + j * E + 8 * t);
+      odd[t] += w[j + 1] * load8(rows + (j + 1) * E + 8 * t);
+    }
+  }
+  if (j < n)
+    for (int t = 0; t < V; ++t) even[t] += w[j] * load8(rows + j * E + 8 * t);
+  for (int t = 0; t < V; ++t) store8(acc + 8 * t, even[t] + odd[t]);
+}
+
+// Any E (multiple of 8): chunks of 4 vectors.
+inline void accumulate_rows(const float* w, const float* rows, int64_t n, int64_t E, float c,
+                            float* acc) {
+  switch (E) {
+    case 8: return accumulate_rows_v<1>(w, rows, n, c, acc);
+    case 16: return accumulate_rows_v<2>(w, rows, n, c, acc);
+    case 32: return accumulate_rows_v<4>(w, rows, n, c, acc);
+    case 64: return accumulate_rows_v<8>(w, rows, n, c, acc);
+  }
+  for (int64_t e0 = 0; e0 < E; e0 += 8) {
+    v8 x = load8(acc + e0) * c;
+    for (int64_t j = 0; j < n; ++j) x += w[j] * load8(rows + j * E + e0);
+    store8(acc + e0, x);
+  }
+}
+
+// dst[j][0:E] += sum_i w[i][j] * x[i][0:E] for j < n: w is [kRows][kTile], x has kRows rows.
+constexpr int64_t kRows = 4;
+inline void add_outer_rows(const float* w, const float* const* x, int64_t n, int64_t E,
+                           float* dst) {
+  for (int64_t e0 = 0; e0 < E; e0 += 16) {  // two vectors of E at a time: 8 x-vectors in registers
+    const bool two = e0 + 8 < E;
+    v8 xa[kRows], xb[kRows];
+    for (int64_t i = 0; i < kRows; ++i) {
+      xa[i] = load8(x[i] + e0);
+      xb[i] = two ? load8(x[i] + e0 + 8) : v8{};
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      float* row = dst + j * E + e0;
+      v8 a = load8(row), c = two ? load8(row + 8) : v8{};
+      for (int64_t i = 0; i < kRows; ++i) {
+        a += w[i * kTile + j] * xa[i];
+        c += w[i * kTile + j] * xb[i];
+      }
+      store8(row, a);
+      if (two) store8(row + 8, c);
+    }
+  }
+}
+
+// Loads keys [k0, k0 + n) of kv head `kh` of batch b into a transposed [E][kTile] tile (zero
+// padded) and, if `rows` is given, also as rows [kTile][E].
+void load_tile(const float* x, const Dims& d, int64_t b, int64_t kh, int64_t k0, int64_t n,
+               float* tileT, float* rows) {
+  std::fill(tileT, tileT + d.E * kTile, 0.0f);
+  for (int64_t j = 0; j < n; ++j) {
+    const float* src = x + ((b * d.L + k0 + j) * d.K + kh) * d.E;
+    for (int64_t e = 0; e < d.E; ++e) tileT[e * kTile + j] = src[e];
+    if (rows) std::memcpy(rows + j * d.E, src, d.E * sizeof(float));
+  }
+}
+
+// Runs fn(i) for i in [0, n) on the caller and XLA's intra-op pool. Pool tasks that start after
+// all items are claimed touch only the shared counter, so the caller never waits on a task
+// that has not started (no deadlock when every pool thread is busy).
+template <typename Fn>
+void parallel_for(ffi::ThreadPool& pool, int64_t n, const Fn& fn) {
+  struct State {
+    std::atomic<int64_t> next{0}, done{0};
+  };
+  auto state = std::make_shared<State>();
+  auto work = [state, n, &fn]() {
+    for (int64_t i; (i = state->next.fetch_add(1)) < n;) {
+      fn(i);
+      state->done.fetch_add(1);
+    }
+  };
+  const int64_t helpers = std::min<int64_t>(pool.num_threads(), n - 1);
+  for (int64_t t = 0; t < helpers; ++t) {
+    pool.Schedule([state, n, work]() {
+      if (state->next.load() < n) work();
+    });
+  }
+  work();
+  while (state->done.load() < n) std::this_thread::yield();
+}
+
+void forward_item(const float* q, const float* k, const float* v, float* out, float* lse,
+                  const Dims& d, int64_t b, int64_t kh) {
+  const int64_t G = d.G(), E = d.E, L = d.L, R = G * kTile;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(E));
+  std::vector<float> kT(E * kTile), vrows(kTile * E), s(kTile), m(R), l(R), acc(R * E);
+  for (int64_t q0 = 0; q0 < L; q0 += kTile) {
+    const int64_t qn = std::min(kTile, L - q0);
+    std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
+    std::fill(l.begin(), l.end(), 0.0f);
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (int64_t k0 = 0; k0 < q0 + qn; k0 += kTile) {
+      const int64_t kn = std::min(kTile, L - k0);
+      load_tile(k, d, b, kh, k0, kn, kT.data(), nullptr);
+      for (int64_t j = 0; j < kn; ++j)
+        std::memcpy(&vrows[j * E], v + ((b * L + k0 + j) * d.K + kh) * E, E * sizeof(float));
+      for (int64_t g = 0; g < G; ++g) {
+        const int64_t h = kh * G + g;
+        for (int64_t i = 0; i < qn; ++i) {
+          const int64_t pos = q0 + i, r = g * kTile + i;
+          if (k0 > pos) continue;
+          const int64_t visible = std::min(kn, pos - k0 + 1);
+          row_times_tile(q + ((b * L + pos) * d.H + h) * E, kT.data(), E, scale, s.data());
+          v8 tile_max = v8{} - std::numeric_limits<float>::infinity();
+          for (int64_t t = 0; t < kTile / 8; ++t) {
+            const v8 x = load8(&s[8 * t]);
+            tile_max = visible_mask(t, visible) ? (x > tile_max ? x : tile_max) : tile_max;
+          }
+          const float m_new = std::max(m[r], hmax(tile_max));
+          const float correction = std::exp(m[r] - m_new);
+          v8 sum = {};
+          for (int64_t t = 0; t < kTile / 8; ++t) {
+            const v8 e = exp8(load8(&s[8 * t]) - m_new);
+            const v8 p = visible_mask(t, visible) ? e : v8{};
+            store8(&s[8 * t], p);
+            sum += p;
+          }
+          l[r] = l[r] * correction + hsum(sum);
+          m[r] = m_new;
+          accumulate_rows(s.data(), vrows.data(), visible, E, correction, &acc[r * E]);
+        }
+      }
+    }
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t h = kh * G + g;
+      for (int64_t i = 0; i < qn; ++i) {
+        const int64_t pos = q0 + i, r = g * kTile + i;
+        const float inv = 1.0f / l[r];
+        float* o = out + ((b * L + pos) * d.H + h) * E;
+        for (int64_t e = 0; e < E; ++e) o[e] = acc[r * E + e] * inv;
+        lse[(b * d.H + h) * L + pos] = m[r] + std::log(l[r]);
+      }
+    }
+  }
+}
+
+void backward_item(const float* q, const float* k, const float* v, const float* out,
+                   const float* lse, const float* dout, float* dq, float* dk, float* dv,
+                   const Dims& d, int64_t b, int64_t kh) {
+  const int64_t G = d.G(), E = d.E, L = d.L;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(E));
+  std::vector<float> kT(E * kTile), krows(kTile * E), vT(E * kTile), p(kRows * kTile),
+      ds(kRows * kTile);
+  std::vector<float> dk_acc(kTile * E), dv_acc(kTile * E), delta(G * L);
+  for (int64_t g = 0; g < G; ++g) {  // delta = rowsum(dout * out); zero this item's dq rows
+    const int64_t h = kh * G + g;
+    for (int64_t pos = 0; pos < L; ++pos) {
+      const int64_t at = ((b * L + pos) * d.H + h) * E;
+      float sum = 0.0f;
+      for (int64_t e = 0; e < E; ++e) sum += dout[at + e] * out[at + e];
+      delta[g * L + pos] = sum;
+      std::fill(dq + at, dq + at + E, 0.0f);
+    }
+  }
+  for (int64_t k0 = 0; k0 < L; k0 += kTile) {
+    const int64_t kn = std::min(kTile, L - k0);
+    load_tile(k, d, b, kh, k0, kn, kT.data(), krows.data());
+    load_tile(v, d, b, kh, k0, kn, vT.data(), nullptr);
+    std::fill(dk_acc.begin(), dk_acc.end(), 0.0f);
+    std::fill(dv_acc.begin(), dv_acc.end(), 0.0f);
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t h = kh * G + g;
+      // Query rows in groups of kRows: the dk/dv tile accumulators are read and written once
+      // per group instead of once per row.
+      for (int64_t p0 = k0; p0 < L; p0 += kRows) {
+        const int64_t rows = std::min(kRows, L - p0);
+        const float* qs[kRows];
+        const float* dos[kRows];
+        for (int64_t i = 0; i < kRows; ++i) {
+          const int64_t pos = p0 + std::min(i, rows - 1);  // pad by repeating a row, weight 0
+          const int64_t at = ((b * L + pos) * d.H + h) * E;
+          qs[i] = q + at;
+          dos[i] = dout + at;
+          float* pi = &p[i * kTile];
+          float* dsi = &ds[i * kTile];
+          if (i >= rows) {
+            std::fill(pi, pi + kTile, 0.0f);
+            std::fill(dsi, dsi + kTile, 0.0f);
+            continue;
+          }
+          const int64_t visible = std::min(kn, pos - k0 + 1);
+          const float row_lse = lse[(b * d.H + h) * L + pos], row_delta = delta[g * L + pos];
+          row_times_tile(qs[i], kT.data(), E, scale, pi);          // scores
+          row_times_tile(dos[i], vT.data(), E, 1.0f, dsi);         // dp = dout . v
+          for (int64_t t = 0; t < kTile / 8; ++t) {
+            const v8 pt = visible_mask(t, visible) ? exp8(load8(pi + 8 * t) - row_lse) : v8{};
+            store8(pi + 8 * t, pt);
+            store8(dsi + 8 * t, pt * (load8(dsi + 8 * t) - row_delta) * scale);
+          }
+          accumulate_rows(dsi, krows.data(), visible, E, 1.0f, dq + at);
+        }
+        const int64_t visible = std::min(kn, p0 + rows - 1 - k0 + 1);  // the group's last row
+        add_outer_rows(ds.data(), qs, visible, E, dk_acc.data());
+        add_outer_rows(p.data(), dos, visible, E, dv_acc.data());
+      }
+    }
+    for (int64_t j = 0; j < kn; ++j) {
+      const int64_t at = ((b * L + k0 + j) * d.K + kh) * E;
+      std::memcpy(dk + at, &dk_acc[j * E], E * sizeof(float));
+      std::memcpy(dv + at, &dv_acc[j * E], E * sizeof(float));
+    }
+  }
+}
+
+Dims dims_of(ffi::Buffer<ffi::F32>& q, ffi::Buffer<ffi::F32>& k) {
+  auto qd = q.dimensions(), kd = k.dimensions();
+  return Dims{qd[0], qd[1], qd[2], kd[2], qd[3]};
+}
+
+ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
+                   ffi::Buffer<ffi::F32> v, ffi::ResultBuffer<ffi::F32> out,
+                   ffi::ResultBuffer<ffi::F32> lse) {
+  const Dims d = dims_of(q, k);
+  parallel_for(pool, d.B * d.K, [&](int64_t i) {
+    forward_item(q.typed_data(), k.typed_data(), v.typed_data(), out->typed_data(),
+                 lse->typed_data(), d, i / d.K, i % d.K);
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
+                    ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::F32> out,
+                    ffi::Buffer<ffi::F32> lse, ffi::Buffer<ffi::F32> dout,
+                    ffi::ResultBuffer<ffi::F32> dq, ffi::ResultBuffer<ffi::F32> dk,
+                    ffi::ResultBuffer<ffi::F32> dv) {
+  const Dims d = dims_of(q, k);
+  parallel_for(pool, d.B * d.K, [&](int64_t i) {
+    backward_item(q.typed_data(), k.typed_data(), v.typed_data(), out.typed_data(),
+                  lse.typed_data(), dout.typed_data(), dq->typed_data(), dk->typed_data(),
+                  dv->typed_data(), d, i / d.K, i % d.K);
+  });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilellmAttentionForward, Forward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilellmAttentionBackward, Backward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
