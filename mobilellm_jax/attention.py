@@ -35,11 +35,7 @@ def _fused_cpu_problem(dtype, head_dim: int):
     return f"it computes in float32 only, not {jnp.dtype(dtype).name}"
   if head_dim % 8:
     return f"head_dim must be a multiple of 8, not {head_dim}"
-  try:
-    native.load()
-  except native.NativeBuildError as e:
-    return str(e)
-  return None
+  return native.build_error()
 
 
 def resolve(impl: str, dtype=jnp.float32, head_dim: int = 64) -> str:

@@ -3,7 +3,7 @@ XLA FFI. One kernel today: fused causal attention (cpu_attention.cc).
 
 The shared library is compiled once per (source, jaxlib, CPU) into ~/.cache/mobilellm_jax/native
 (MOBILELLM_NATIVE_CACHE overrides) and reused; a build takes ~10 s. Without a compiler, `load()`
-raises NativeBuildError, which says what failed; `available()` is the non-raising check.
+raises NativeBuildError, which says what failed; `build_error()` is the non-raising check.
 """
 
 import ctypes
@@ -81,9 +81,11 @@ def load() -> str:
 
 
 @functools.cache
-def available() -> bool:
+def build_error() -> str | None:
+  """Why the kernels cannot be loaded, or None. Cached, so a failed build is tried once per
+  process, not on every trace."""
   try:
     load()
-    return True
-  except NativeBuildError:
-    return False
+    return None
+  except NativeBuildError as e:
+    return str(e)
