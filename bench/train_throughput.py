@@ -1,34 +1,47 @@
 """Training throughput: our train step (the trainer's own step function, AdamW included) against
 `transformers.LlamaForCausalLM` + `torch.optim.AdamW` on the same architecture, batch and sequence,
-in one process, alternating; plus MFU against the matmul peak measured in the same run.
+in one process, alternating; plus MFU.
 
     python bench/train_throughput.py                       # cpu default, 24-layer thin, 125M (few steps)
     python bench/train_throughput.py --sizes cpu --steps 10
+    python bench/train_throughput.py --sizes 125m-2k,350m-2k --attention auto,xla   # on a GPU
 
-Prints one line per size: tokens/s for both, the ratio, and our MFU. Single device (no mesh).
+Prints one line per size (and attention kernel): tokens/s for both, the ratio, and MFU. Single
+device (no mesh). On CPU, MFU is against the best f32 matmul measured on this machine; on a GPU
+against the bf16 datasheet peak (flops.py) and against a bf16 matmul measured in the run. On a GPU
+PyTorch runs with fp32 weights under bf16 autocast (our compute_dtype) and fused AdamW.
 """
 
 import argparse
 import functools
+import gc
+import json
+import os
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import torch
-import transformers
-from flax import nnx
+# PyTorch shares the GPU with JAX in this process: JAX must not take 75% of it up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-from mobilellm_jax import counting, flops, train_step
-from mobilellm_jax.configs import get_config
-from mobilellm_jax.hf import hf_config_dict
-from mobilellm_jax.model import ModelArgs, build_model
-from mobilellm_jax.optim import lr_schedule, make_optimizer
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from mobilellm_jax import counting, flops, train_step  # noqa: E402
+from mobilellm_jax.configs import get_config  # noqa: E402
+from mobilellm_jax.hf import hf_config_dict  # noqa: E402
+from mobilellm_jax.model import ModelArgs, build_model  # noqa: E402
+from mobilellm_jax.optim import lr_schedule, make_optimizer  # noqa: E402
 
 SIZES = {  # name -> (preset, model overrides, batch, seq)
     "cpu": ("cpu", {}, 16, 256),
     "deep24": ("cpu", dict(num_layers=24, dim=96, num_heads=3, num_kv_heads=3, ffn_dim=256), 16, 256),
     "125m": ("mobilellm_125m", dict(compute_dtype="float32"), 2, 512),
+    # GPU sizes: the paper's shapes, sequence and bf16 compute (fp32 weights).
+    "125m-2k": ("mobilellm_125m", {}, 16, 2048),
+    "350m-2k": ("mobilellm_350m", {}, 8, 2048),
 }
 
 
@@ -46,29 +59,41 @@ def ours(config, batch, seq):
           "targets": jnp.asarray(tokens[:, 1:], jnp.int32)}
   box = [state]
 
+  losses = []
+
   def run():
     box[0], metrics = step(box[0], data)
-    jax.block_until_ready(metrics["loss"])
+    losses.append(float(metrics["loss"]))  # waits for the step
+  run.losses = losses
+  run.hlo = lambda: step.lower(box[0], data).compile().as_text()
   return run
 
 
 def reference(config, batch, seq):
+  device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
   hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(
       **hf_config_dict(ModelArgs.from_config(config.model)),
-      attn_implementation="sdpa"))
+      attn_implementation="sdpa")).to(device)
   o = config.optim
   optimizer = torch.optim.AdamW(hf.parameters(), lr=o.peak_lr, betas=(o.b1, o.b2), eps=o.eps,
-                                weight_decay=o.weight_decay)
+                                weight_decay=o.weight_decay, fused=device == "cuda")
   tokens = torch.from_numpy(np.random.default_rng(0).integers(0, config.model.vocab_size,
-                                                              (batch, seq + 1)))
+                                                              (batch, seq + 1))).to(device)
+  autocast = torch.autocast(device, dtype=torch.bfloat16,
+                            enabled=config.model.compute_dtype == "bfloat16")
+  losses = []
 
   def run():
-    out = hf(input_ids=tokens[:, :-1], labels=None)
-    loss = torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), tokens[:, 1:].flatten())
+    with autocast:
+      out = hf(input_ids=tokens[:, :-1], labels=None)
+    loss = torch.nn.functional.cross_entropy(out.logits.float().flatten(0, 1),
+                                             tokens[:, 1:].flatten())
     loss.backward()
     torch.nn.utils.clip_grad_norm_(hf.parameters(), o.grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    losses.append(loss.item())  # waits for the step (also on a GPU)
+  run.losses = losses
   return run
 
 
@@ -79,38 +104,125 @@ def timed(run, steps):
   return (time.perf_counter() - start) / steps
 
 
+def peaks():
+  """[(label, FLOP/s)] to take MFU against; the first is the headline."""
+  if jax.default_backend() == "cpu":
+    # A peak measured while the machine is busy reads low and would inflate MFU: use the best of
+    # this measurement and the best ever measured here (as the trainer does, flops.py).
+    fresh = flops.measure_matmul_peak(seconds=2.0)
+    best = max(fresh, flops.machine_peak_flops()[0])
+    print(f"f32 matmul peak {best / 1e9:.0f} GFLOP/s (best measured on this machine; "
+          f"{fresh / 1e9:.0f} in this run)")
+    return [("", best)]
+  datasheet, source = flops.machine_peak_flops()
+  measured = flops.measure_matmul_peak(8192, jnp.bfloat16, seconds=3.0)
+  print(f"{jax.devices()[0].device_kind}: peak {datasheet / 1e12:.0f} TFLOP/s ({source}); "
+        f"bf16 8192^3 matmul measured here {measured / 1e12:.0f} TFLOP/s")
+  return [("", datasheet), ("measured-peak ", measured)]
+
+
+def profile(run, directory, steps):
+  """A jax.profiler trace of `steps` steps, with the step's optimized HLO beside it, for
+  bench/profile_summary.py."""
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, "hlo.txt"), "w") as f:
+    f.write(run.hlo())
+  with open(os.path.join(directory, "steps.txt"), "w") as f:
+    f.write(str(steps))
+  with jax.profiler.trace(directory):
+    for _ in range(steps):
+      run()
+  print(f"trace of {steps} steps: {directory} (python bench/profile_summary.py {directory})")
+
+
+def _free_accelerator_memory():
+  gc.collect()
+  if torch.cuda.is_available():
+    torch.cuda.empty_cache()
+
+
+def bench_size(name, args, peak_list):
+  preset, overrides, batch, seq = SIZES[name]
+  batch = args.batch or batch
+  config = get_config(preset)
+  config.model.update(overrides)
+  for assignment in args.set:
+    field, _, value = assignment.partition("=")
+    section, _, key = field.partition(".")
+    if section not in config or key not in config[section]:
+      raise SystemExit(f"--set {assignment}: unknown config field {field!r}")
+    config[section][key] = type(config[section][key])(
+        value.lower() in ("1", "true") if isinstance(config[section][key], bool) else value)
+  steps = max(1, args.steps // 3) if name == "125m" else args.steps
+  runners = {}
+  for attention in args.attention.split(","):
+    config.model.attention = attention
+    key = "ours" if attention == "auto" else f"ours[{attention}]"
+    runners[key] = functools.partial(ours, config.copy_and_resolve_references(), batch, seq)
+  if not args.no_reference:
+    runners["torch"] = functools.partial(reference, config, batch, seq)
+  best = {}
+  for key in list(runners):
+    try:  # build and compile / warm up; one that fails (out of memory, say) is reported
+      runners[key] = runners[key]()
+      runners[key]()
+      best[key] = float("inf")
+    except Exception as e:  # noqa: BLE001 - reported, the other runners still run
+      print(f"{name:>7}: {key} failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}",
+            flush=True)
+      runners.pop(key)
+      _free_accelerator_memory()
+  for _ in range(args.rounds):
+    for key, run in runners.items():
+      best[key] = min(best[key], timed(run, steps))
+  if args.profile:
+    for key, run in runners.items():
+      if key != "torch":
+        profile(run, os.path.join(args.profile, key.replace("[", "_").replace("]", "")), steps)
+  tokens = batch * seq
+  flops_per_token = counting.flops_per_token(config.model, seq)
+  tps = {key: tokens / seconds for key, seconds in best.items()}
+  results = []
+  for key, value in tps.items():
+    mfu = ", ".join(f"{label}MFU {value * flops_per_token / p:5.1%}" for label, p in peak_list)
+    ratio = f", {value / tps['torch']:.2f}x torch" if "torch" in tps and key != "torch" else ""
+    print(f"{name:>7}: {counting.param_counts(config.model)['params']:>11,} params, batch {batch} x "
+          f"{seq}: {key:>12} {value:9.0f} tok/s ({mfu}){ratio}; first loss "
+          f"{runners[key].losses[0]:.4f}", flush=True)
+    results.append(dict(size=name, runner=key, batch=batch, seq=seq, tokens_per_s=value,
+                        step_s=best[key], mfu=value * flops_per_token / peak_list[0][1],
+                        first_loss=runners[key].losses[0]))
+  runners.clear()
+  _free_accelerator_memory()
+  return results
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--sizes", default="cpu,deep24,125m")
+  parser.add_argument("--sizes", default="cpu,deep24,125m", help=f"comma list of {list(SIZES)}")
   parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
   parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (best is kept)")
+  parser.add_argument("--attention", default="auto",
+                      help="comma list of model.attention kernels to time ours with")
+  parser.add_argument("--batch", type=int, default=0, help="override every size's batch")
+  parser.add_argument("--json", default="", help="also append one JSON line per result here")
+  parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                      help="config override for every size, e.g. model.scan_layers=false")
+  parser.add_argument("--no-reference", action="store_true", help="time ours only (no PyTorch)")
+  parser.add_argument("--profile", default="",
+                      help="after timing, write a jax.profiler trace of ours per kernel here")
   args = parser.parse_args()
-  # A peak measured while the machine is busy reads low and would inflate MFU: use the best of
-  # this measurement and the best ever measured here (as the trainer does, flops.py).
-  fresh = flops.measure_matmul_peak(seconds=2.0)
-  peak = max(fresh, flops.machine_peak_flops()[0])
-  print(f"jax {jax.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"transformers {transformers.__version__}; f32 matmul peak {peak / 1e9:.0f} GFLOP/s "
-        f"(best measured on this machine; {fresh / 1e9:.0f} in this run)")
   for name in args.sizes.split(","):
-    preset, overrides, batch, seq = SIZES[name]
-    config = get_config(preset)
-    config.model.update(overrides)
-    steps = max(1, args.steps // 3) if name == "125m" else args.steps
-    runners = {"ours": ours(config, batch, seq), "torch": reference(config, batch, seq)}
-    for run in runners.values():
-      run()  # compile / warm up
-    best = {k: float("inf") for k in runners}
-    for _ in range(args.rounds):
-      for key, run in runners.items():
-        best[key] = min(best[key], timed(run, steps))
-    tokens = batch * seq
-    ours_tps, torch_tps = tokens / best["ours"], tokens / best["torch"]
-    flops_per_token = counting.flops_per_token(config.model, seq)
-    print(f"{name:>7}: {counting.param_counts(config.model)['params']:>11,} params, batch {batch} x "
-          f"{seq}: ours {ours_tps:8.0f} tok/s (MFU {ours_tps * flops_per_token / peak:5.1%}), "
-          f"torch {torch_tps:8.0f} tok/s (MFU {torch_tps * flops_per_token / peak:5.1%}), "
-          f"ratio {ours_tps / torch_tps:.2f}", flush=True)
+    if name not in SIZES:
+      parser.error(f"unknown size {name!r}; known: {', '.join(SIZES)}")
+  print(f"jax {jax.__version__} on {jax.default_backend()}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), transformers {transformers.__version__}")
+  peak_list = peaks()
+  for name in args.sizes.split(","):
+    results = bench_size(name, args, peak_list)
+    if args.json:
+      with open(args.json, "a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in results)
 
 
 if __name__ == "__main__":

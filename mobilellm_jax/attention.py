@@ -12,9 +12,10 @@
   and copy). The CPU choice when 'fused_cpu' cannot run (no compiler, bfloat16).
 - 'xla': `jax.nn.dot_product_attention` (XLA's reference lowering).
 - 'cudnn': `jax.nn.dot_product_attention(implementation='cudnn')`, GPU flash attention
-  (bfloat16/float16 only).
+  (bfloat16/float16, head_dim a multiple of 8 up to 128).
 - 'auto': on CPU 'fused_cpu' where it can run (float32, head_dim a multiple of 8, a C++ compiler),
-  else 'blocked'; 'xla' elsewhere ('cudnn' is opt-in: not yet measured on a GPU here).
+  else 'blocked'; on GPU 'cudnn' where it can run, else 'xla' (which materialises [B, H, L, L]
+  scores: at sequence 2048 that is gigabytes per layer); 'xla' on other backends.
 
 Shapes: B batch, L sequence, H query heads, K kv heads, G = H/K, E head_dim, Q a query block.
 """
@@ -27,10 +28,10 @@ import jax.numpy as jnp
 from mobilellm_jax import native
 
 
-def _fused_cpu_problem(dtype, head_dim: int):
+def _fused_cpu_problem(dtype, head_dim: int, backend: str):
   """Why 'fused_cpu' cannot run these inputs here, or None."""
-  if jax.default_backend() != "cpu":
-    return f"it runs on CPU only; this process runs on {jax.default_backend()!r}"
+  if backend != "cpu":
+    return f"it runs on CPU only; this process runs on {backend!r}"
   if jnp.dtype(dtype) != jnp.float32:
     return f"it computes in float32 only, not {jnp.dtype(dtype).name}"
   if head_dim % 8:
@@ -38,21 +39,34 @@ def _fused_cpu_problem(dtype, head_dim: int):
   return native.build_error()
 
 
-def resolve(impl: str, dtype=jnp.float32, head_dim: int = 64) -> str:
-  """The concrete kernel 'auto' stands for on the current backend and inputs; a kernel that
-  cannot run is refused here, at trace time, naming the config field."""
-  backend = jax.default_backend()
-  if impl == "cudnn" and backend != "gpu":
-    raise ValueError(f"config.model.attention: 'cudnn' needs a GPU; this process runs on "
-                     f"{backend!r} (use 'auto', 'blocked' or 'xla')")
-  if impl == "fused_cpu" and (problem := _fused_cpu_problem(dtype, head_dim)):
+def _cudnn_problem(dtype, head_dim: int, backend: str):
+  """Why 'cudnn' cannot run these inputs here, or None."""
+  if backend != "gpu":
+    return f"it needs a GPU; this process runs on {backend!r}"
+  if jnp.dtype(dtype) not in (jnp.bfloat16, jnp.float16):
+    return f"it computes in bfloat16/float16 only, not {jnp.dtype(dtype).name}"
+  if head_dim % 8 or head_dim > 128:
+    return f"head_dim must be a multiple of 8 up to 128, not {head_dim}"
+  return None
+
+
+def resolve(impl: str, dtype=jnp.float32, head_dim: int = 64, backend: str | None = None) -> str:
+  """The concrete kernel 'auto' stands for on `backend` (default: this process's) and these
+  inputs; a kernel that cannot run is refused here, at trace time, naming the config field."""
+  backend = backend or jax.default_backend()
+  if impl == "cudnn" and (problem := _cudnn_problem(dtype, head_dim, backend)):
+    raise ValueError(f"config.model.attention: 'cudnn' cannot run: {problem} "
+                     f"(use 'auto' or 'xla')")
+  if impl == "fused_cpu" and (problem := _fused_cpu_problem(dtype, head_dim, backend)):
     raise ValueError(f"config.model.attention: 'fused_cpu' cannot run: {problem} "
                      f"(use 'auto' or 'blocked')")
   if impl != "auto":
     return impl
-  if backend != "cpu":
-    return "xla"
-  return "blocked" if _fused_cpu_problem(dtype, head_dim) else "fused_cpu"
+  if backend == "cpu":
+    return "blocked" if _fused_cpu_problem(dtype, head_dim, backend) else "fused_cpu"
+  if backend == "gpu":
+    return "xla" if _cudnn_problem(dtype, head_dim, backend) else "cudnn"
+  return "xla"
 
 
 def causal_attention(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE, *, impl: str = "auto",

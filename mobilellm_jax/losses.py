@@ -15,11 +15,17 @@ import jax.numpy as jnp
 
 from mobilellm_jax.dense import weight_grad
 
-CHUNK_LOGITS = 1 << 22  # logits per chunk: 4M float32 = 16 MB (1024 tokens at vocab 4096)
+CHUNK_LOGITS = 1 << 22  # CPU: 4M float32 logits = 16 MB per chunk (1024 tokens at vocab 4096)
+# Accelerators want big matmuls, not cache-sized ones: 256M logits = 1 GB float32 per chunk
+# (8 x 1024 tokens at vocab 32000); the unfused loss would hold all of [B, L, V] twice.
+ACCELERATOR_CHUNK_LOGITS = 1 << 28
 
 
-def chunk_length(batch: int, length: int, vocab: int, chunk_logits: int = CHUNK_LOGITS) -> int:
-  """The largest divisor of `length` with batch * chunk * vocab <= chunk_logits (at least 1)."""
+def chunk_length(batch: int, length: int, vocab: int, chunk_logits: int | None = None) -> int:
+  """The largest divisor of `length` with batch * chunk * vocab <= chunk_logits (at least 1);
+  chunk_logits defaults by backend (cache-sized on CPU, large on accelerators)."""
+  if chunk_logits is None:
+    chunk_logits = CHUNK_LOGITS if jax.default_backend() == "cpu" else ACCELERATOR_CHUNK_LOGITS
   target = max(1, chunk_logits // max(batch * vocab, 1))
   return max(d for d in range(1, length + 1) if length % d == 0 and d <= target)
 

@@ -14,6 +14,7 @@ from flax import nnx
 from mobilellm_jax import feedforward
 from mobilellm_jax.attention import causal_attention
 from mobilellm_jax.dense import dense
+from mobilellm_jax.norm import rms_norm
 from mobilellm_jax.schedule import layer_passes
 
 
@@ -69,9 +70,7 @@ class RMSNorm(nnx.Module):
     self.scale = _param(rngs, (args.dim,), ("embed",), args, init="ones")
 
   def __call__(self, x_BxLxD):
-    x = x_BxLxD.astype(jnp.float32)
-    x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
-    return (x * self.scale[...].astype(jnp.float32)).astype(x_BxLxD.dtype)
+    return rms_norm(x_BxLxD, self.scale[...], self.eps)
 
 
 def rope_sin_cos(positions_BxL, head_dim: int, theta: float):
@@ -102,9 +101,16 @@ class Attention(nnx.Module):
 
   def __call__(self, x_BxLxD, sin, cos):
     dt = self.dtype
-    q_BxLxHxE = dense(x_BxLxD, self.wq_DxHxE[...].astype(dt))
-    k_BxLxKxE = dense(x_BxLxD, self.wk_DxKxE[...].astype(dt))
-    v_BxLxKxE = dense(x_BxLxD, self.wv_DxKxE[...].astype(dt))
+    # One projection for q, k and v: one larger matmul, and one saved input for the backward
+    # pass instead of three (a scan over layers stacks and copies each saved value).
+    D, H, E = self.wq_DxHxE.shape
+    K = self.wk_DxKxE.shape[1]
+    w_DxM = jnp.concatenate([w[...].reshape(D, -1) for w in
+                             (self.wq_DxHxE, self.wk_DxKxE, self.wv_DxKxE)], axis=1).astype(dt)
+    qkv_BxLxM = dense(x_BxLxD, w_DxM)
+    q_BxLxHxE = qkv_BxLxM[..., :H * E].reshape(*qkv_BxLxM.shape[:-1], H, E)
+    k_BxLxKxE = qkv_BxLxM[..., H * E:(H + K) * E].reshape(*qkv_BxLxM.shape[:-1], K, E)
+    v_BxLxKxE = qkv_BxLxM[..., (H + K) * E:].reshape(*qkv_BxLxM.shape[:-1], K, E)
     q_BxLxHxE = apply_rope(q_BxLxHxE, sin, cos)
     k_BxLxKxE = apply_rope(k_BxLxKxE, sin, cos)
     out_BxLxHxE = causal_attention(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE, impl=self.impl,

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mobilellm_jax import attention, dense, feedforward, losses, native
+from mobilellm_jax import attention, dense, feedforward, losses, native, norm
 
 
 def _max_rel_err(a, b):
@@ -67,10 +67,23 @@ def test_attention_auto_resolves_on_cpu():
   assert attention.resolve("auto", jnp.bfloat16, 32) == "blocked"  # the C++ kernel is f32 only
   assert attention.resolve("auto", jnp.float32, 12) == "blocked"  # head_dim not a multiple of 8
   assert attention.resolve("xla") == "xla"
-  with pytest.raises(ValueError, match="config.model.attention: 'cudnn' needs a GPU"):
-    attention.resolve("cudnn")
+  with pytest.raises(ValueError, match="config.model.attention: 'cudnn' cannot run: it needs a GPU"):
+    attention.resolve("cudnn", jnp.bfloat16, 64)
   with pytest.raises(ValueError, match="'fused_cpu' cannot run: it computes in float32 only"):
     attention.resolve("fused_cpu", jnp.bfloat16, 32)
+
+
+def test_attention_auto_resolves_on_gpu():
+  """The GPU rules, decided without a GPU: cuDNN flash attention for bf16/f16, else XLA's."""
+  assert attention.resolve("auto", jnp.bfloat16, 64, backend="gpu") == "cudnn"
+  assert attention.resolve("auto", jnp.float16, 128, backend="gpu") == "cudnn"
+  assert attention.resolve("auto", jnp.float32, 64, backend="gpu") == "xla"
+  assert attention.resolve("auto", jnp.bfloat16, 256, backend="gpu") == "xla"
+  assert attention.resolve("auto", jnp.bfloat16, 64, backend="tpu") == "xla"
+  with pytest.raises(ValueError, match="'cudnn' cannot run: it computes in bfloat16/float16 only"):
+    attention.resolve("cudnn", jnp.float32, 64, backend="gpu")
+  with pytest.raises(ValueError, match="'fused_cpu' cannot run: it runs on CPU only"):
+    attention.resolve("fused_cpu", jnp.float32, 64, backend="gpu")
 
 
 @pytest.mark.parametrize("x_shape,w_shape,num_in", [
@@ -131,6 +144,7 @@ def test_chunk_length_divides_and_bounds_logits():
   assert losses.chunk_length(2, 512, 32000) == 64
   assert losses.chunk_length(3, 7, 10) == 7
   assert losses.chunk_length(2048, 256, 4096) == 1
+  assert losses.chunk_length(8, 2048, 32000, losses.ACCELERATOR_CHUNK_LOGITS) == 1024
   for batch, length, vocab in [(16, 256, 4096), (5, 100, 50000), (1, 2048, 32000)]:
     c = losses.chunk_length(batch, length, vocab)
     assert length % c == 0 and (batch * c * vocab <= losses.CHUNK_LOGITS or c == 1)
@@ -141,3 +155,22 @@ def test_native_build_failure_is_reported(tmp_path, monkeypatch):
   with pytest.raises(native.NativeBuildError, match=r"building .*cpu_attention\.cc failed"):
     native._build(str(tmp_path / "kernel.so"))
   assert not list(tmp_path.iterdir())  # no half-written library left behind
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
+def test_rms_norm_vjp_matches_autodiff(dtype, tolerance):
+  x, scale = _random((3, 5, 16), 0).astype(dtype), 1.0 + 0.1 * _random((16,), 1)
+  probe = _random((3, 5, 16), 2)
+
+  def plain(x, scale):
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + 1e-5) * scale
+    return jnp.sum(probe * y.astype(x.dtype).astype(jnp.float32))
+
+  ours = jax.jit(jax.value_and_grad(
+      lambda x, s: jnp.sum(probe * norm.rms_norm(x, s, 1e-5).astype(jnp.float32)),
+      argnums=(0, 1)))(x, scale)
+  ref = jax.value_and_grad(plain, argnums=(0, 1))(x, scale)
+  assert ours[1][0].dtype == dtype and ours[1][1].dtype == jnp.float32
+  assert _max_rel_err(jax.tree.map(lambda a: a.astype(jnp.float32), ours),
+                      jax.tree.map(lambda a: a.astype(jnp.float32), ref)) < tolerance
