@@ -2,8 +2,8 @@
 
 - 'fused_cpu': a C++ kernel for XLA:CPU (native/cpu_attention.cc, through the XLA FFI), float32
   only: each (batch, kv head) keeps its score tiles in cache and fuses the softmax, forward and
-  backward; 1.9x faster than 'blocked' fwd+bwd at the cpu preset (bench/README.md). Built with the
-  system C++ compiler on first use.
+  backward; about 2x faster than 'blocked' fwd+bwd at the cpu preset (bench/README.md). Built
+  with the system C++ compiler on first use.
 - 'blocked': pure JAX, flash-attention style. Queries are split into blocks and each block only
   scores the keys at or before its end, so the masked upper triangle is mostly never computed
   (4 blocks of 64 at sequence 256: 62.5% of the full score matrix). The backward pass is a custom VJP

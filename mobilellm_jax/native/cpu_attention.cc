@@ -36,6 +36,14 @@ struct Dims {
 
 inline v8 load8(const float* p) { v8 r; std::memcpy(&r, p, sizeof(r)); return r; }
 inline void store8(float* p, v8 x) { std::memcpy(p, &x, sizeof(x)); }
+inline v8 splat(float x) { return v8{x, x, x, x, x, x, x, x}; }  // one vbroadcastss
+// A load the compiler must keep in a register: where two FMAs use the same vector, GCC would
+// otherwise fold the load into both (twice the loads, and these loops are bound by loads).
+inline v8 load8_once(const float* p) {
+  v8 r = load8(p);
+  asm("" : "+x"(r));
+  return r;
+}
 
 typedef int32_t v8i __attribute__((vector_size(32)));
 
@@ -83,7 +91,7 @@ inline void row_times_tile(const float* row, const float* colsT, int64_t E, floa
                            float* s) {
   v8 acc[kTile / 8] = {};
   for (int64_t e = 0; e < E; ++e) {
-    const v8 r = v8{} + row[e];
+    const v8 r = splat(row[e]);
     const float* c = colsT + e * kTile;
     for (int64_t t = 0; t < kTile / 8; ++t) acc[t] += r * load8(c + 8 * t);
   }
@@ -125,8 +133,62 @@ inline void accumulate_rows(const float* w, const float* rows, int64_t n, int64_
   }
 }
 
+// Two query rows at a time share every load of the key tile: sa / sb[j] = scale * a / b . col j.
+// Half a tile (4 vectors) per pass keeps the 8 accumulators and the operands in 16 registers.
+inline void two_rows_times_tile(const float* a, const float* b, const float* colsT, int64_t E,
+                                float scale, float* sa, float* sb) {
+  for (int64_t h = 0; h < kTile / 8; h += 4) {
+    v8 xa[4] = {}, xb[4] = {};
+    for (int64_t e = 0; e < E; ++e) {
+      const v8 ra = splat(a[e]), rb = splat(b[e]);
+      const float* c = colsT + e * kTile + 8 * h;
+      for (int t = 0; t < 4; ++t) {
+        const v8 col = load8_once(c + 8 * t);
+        xa[t] += ra * col;
+        xb[t] += rb * col;
+      }
+    }
+    for (int t = 0; t < 4; ++t) {
+      store8(sa + 8 * (h + t), xa[t] * scale);
+      store8(sb + 8 * (h + t), xb[t] * scale);
+    }
+  }
+}
+
+// accumulate_rows for two rows sharing the loads of `rows`: acc_a = acc_a * ca + wa . rows, and
+// the same for b; E in chunks of up to 4 vectors (8 accumulators in registers).
+template <int V>
+void accumulate_two_rows_v(const float* wa, const float* wb, const float* rows, int64_t n,
+                           int64_t E, float ca, float cb, float* acc_a, float* acc_b) {
+  v8 xa[V], xb[V];
+  for (int t = 0; t < V; ++t) { xa[t] = load8(acc_a + 8 * t) * ca; xb[t] = load8(acc_b + 8 * t) * cb; }
+  for (int64_t j = 0; j < n; ++j) {
+    const v8 ba = splat(wa[j]), bb = splat(wb[j]);
+    for (int t = 0; t < V; ++t) {
+      const v8 r = load8_once(rows + j * E + 8 * t);
+      xa[t] += ba * r;
+      xb[t] += bb * r;
+    }
+  }
+  for (int t = 0; t < V; ++t) { store8(acc_a + 8 * t, xa[t]); store8(acc_b + 8 * t, xb[t]); }
+}
+
+inline void accumulate_two_rows(const float* wa, const float* wb, const float* rows, int64_t n,
+                                int64_t E, float ca, float cb, float* acc_a, float* acc_b) {
+  for (int64_t e0 = 0; e0 < E; e0 += 32) {
+    const float* r = rows + e0;
+    switch (std::min<int64_t>(4, (E - e0) / 8)) {
+      case 1: accumulate_two_rows_v<1>(wa, wb, r, n, E, ca, cb, acc_a + e0, acc_b + e0); break;
+      case 2: accumulate_two_rows_v<2>(wa, wb, r, n, E, ca, cb, acc_a + e0, acc_b + e0); break;
+      case 3: accumulate_two_rows_v<3>(wa, wb, r, n, E, ca, cb, acc_a + e0, acc_b + e0); break;
+      default: accumulate_two_rows_v<4>(wa, wb, r, n, E, ca, cb, acc_a + e0, acc_b + e0); break;
+    }
+  }
+}
+
 // dst[j][0:E] += sum_i w[i][j] * x[i][0:E] for j < n: w is [kRows][kTile], x has kRows rows.
 constexpr int64_t kRows = 4;
+static_assert(kRows % 2 == 0, "the backward pass scores rows in pairs");
 inline void add_outer_rows(const float* w, const float* const* x, int64_t n, int64_t E,
                            float* dst) {
   for (int64_t e0 = 0; e0 < E; e0 += 16) {  // two vectors of E at a time: 8 x-vectors in registers
@@ -186,11 +248,34 @@ void parallel_for(ffi::ThreadPool& pool, int64_t n, const Fn& fn) {
   while (state->done.load() < n) std::this_thread::yield();
 }
 
+// Online-softmax step for one query row over one key tile: s holds the tile's scores and
+// becomes its probabilities exp(s - m_new) (0 past `visible`); m and l (running max and sum)
+// are updated. Returns the factor that rescales the row's earlier accumulation.
+inline float softmax_tile(float* s, int64_t visible, float& m, float& l) {
+  v8 tile_max = v8{} - std::numeric_limits<float>::infinity();
+  for (int64_t t = 0; t < kTile / 8; ++t) {
+    const v8 x = load8(&s[8 * t]);
+    tile_max = visible_mask(t, visible) ? (x > tile_max ? x : tile_max) : tile_max;
+  }
+  const float m_new = std::max(m, hmax(tile_max));
+  const float correction = std::exp(m - m_new);
+  v8 sum = {};
+  for (int64_t t = 0; t < kTile / 8; ++t) {
+    const v8 e = exp8(load8(&s[8 * t]) - m_new);
+    const v8 p = visible_mask(t, visible) ? e : v8{};
+    store8(&s[8 * t], p);
+    sum += p;
+  }
+  l = l * correction + hsum(sum);
+  m = m_new;
+  return correction;
+}
+
 void forward_item(const float* q, const float* k, const float* v, float* out, float* lse,
                   const Dims& d, int64_t b, int64_t kh) {
   const int64_t G = d.G(), E = d.E, L = d.L, R = G * kTile;
   const float scale = 1.0f / std::sqrt(static_cast<float>(E));
-  std::vector<float> kT(E * kTile), vrows(kTile * E), s(kTile), m(R), l(R), acc(R * E);
+  std::vector<float> kT(E * kTile), vrows(kTile * E), s(2 * kTile), m(R), l(R), acc(R * E);
   for (int64_t q0 = 0; q0 < L; q0 += kTile) {
     const int64_t qn = std::min(kTile, L - q0);
     std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
@@ -203,28 +288,24 @@ void forward_item(const float* q, const float* k, const float* v, float* out, fl
         std::memcpy(&vrows[j * E], v + ((b * L + k0 + j) * d.K + kh) * E, E * sizeof(float));
       for (int64_t g = 0; g < G; ++g) {
         const int64_t h = kh * G + g;
-        for (int64_t i = 0; i < qn; ++i) {
+        const float* qh = q + (b * L * d.H + h) * E;  // row pos at qh + pos * H * E
+        int64_t i = 0;
+        for (; i + 1 < qn; i += 2) {  // pairs of rows share the tile loads
           const int64_t pos = q0 + i, r = g * kTile + i;
-          if (k0 > pos) continue;
+          const int64_t visible = std::min(kn, pos - k0 + 1), visible_b = std::min(kn, visible + 1);
+          two_rows_times_tile(qh + pos * d.H * E, qh + (pos + 1) * d.H * E, kT.data(), E, scale,
+                              s.data(), s.data() + kTile);
+          const float ca = softmax_tile(s.data(), visible, m[r], l[r]);
+          const float cb = softmax_tile(s.data() + kTile, visible_b, m[r + 1], l[r + 1]);
+          accumulate_two_rows(s.data(), s.data() + kTile, vrows.data(), visible_b, E, ca, cb,
+                              &acc[r * E], &acc[(r + 1) * E]);
+        }
+        if (i < qn) {  // an odd row out
+          const int64_t pos = q0 + i, r = g * kTile + i;
           const int64_t visible = std::min(kn, pos - k0 + 1);
-          row_times_tile(q + ((b * L + pos) * d.H + h) * E, kT.data(), E, scale, s.data());
-          v8 tile_max = v8{} - std::numeric_limits<float>::infinity();
-          for (int64_t t = 0; t < kTile / 8; ++t) {
-            const v8 x = load8(&s[8 * t]);
-            tile_max = visible_mask(t, visible) ? (x > tile_max ? x : tile_max) : tile_max;
-          }
-          const float m_new = std::max(m[r], hmax(tile_max));
-          const float correction = std::exp(m[r] - m_new);
-          v8 sum = {};
-          for (int64_t t = 0; t < kTile / 8; ++t) {
-            const v8 e = exp8(load8(&s[8 * t]) - m_new);
-            const v8 p = visible_mask(t, visible) ? e : v8{};
-            store8(&s[8 * t], p);
-            sum += p;
-          }
-          l[r] = l[r] * correction + hsum(sum);
-          m[r] = m_new;
-          accumulate_rows(s.data(), vrows.data(), visible, E, correction, &acc[r * E]);
+          row_times_tile(qh + pos * d.H * E, kT.data(), E, scale, s.data());
+          const float c = softmax_tile(s.data(), visible, m[r], l[r]);
+          accumulate_rows(s.data(), vrows.data(), visible, E, c, &acc[r * E]);
         }
       }
     }
@@ -273,11 +354,23 @@ void backward_item(const float* q, const float* k, const float* v, const float* 
         const int64_t rows = std::min(kRows, L - p0);
         const float* qs[kRows];
         const float* dos[kRows];
+        float* dqs[kRows];
+        int64_t visible_of[kRows];
         for (int64_t i = 0; i < kRows; ++i) {
           const int64_t pos = p0 + std::min(i, rows - 1);  // pad by repeating a row, weight 0
           const int64_t at = ((b * L + pos) * d.H + h) * E;
           qs[i] = q + at;
           dos[i] = dout + at;
+          dqs[i] = dq + at;
+          visible_of[i] = std::min(kn, pos - k0 + 1);
+        }
+        for (int64_t i = 0; i < kRows; i += 2) {  // scores and dp = dout . v, two rows at a time
+          two_rows_times_tile(qs[i], qs[i + 1], kT.data(), E, scale, &p[i * kTile],
+                              &p[(i + 1) * kTile]);
+          two_rows_times_tile(dos[i], dos[i + 1], vT.data(), E, 1.0f, &ds[i * kTile],
+                              &ds[(i + 1) * kTile]);
+        }
+        for (int64_t i = 0; i < kRows; ++i) {
           float* pi = &p[i * kTile];
           float* dsi = &ds[i * kTile];
           if (i >= rows) {
@@ -285,16 +378,21 @@ void backward_item(const float* q, const float* k, const float* v, const float* 
             std::fill(dsi, dsi + kTile, 0.0f);
             continue;
           }
-          const int64_t visible = std::min(kn, pos - k0 + 1);
+          const int64_t pos = p0 + i;
           const float row_lse = lse[(b * d.H + h) * L + pos], row_delta = delta[g * L + pos];
-          row_times_tile(qs[i], kT.data(), E, scale, pi);          // scores
-          row_times_tile(dos[i], vT.data(), E, 1.0f, dsi);         // dp = dout . v
           for (int64_t t = 0; t < kTile / 8; ++t) {
-            const v8 pt = visible_mask(t, visible) ? exp8(load8(pi + 8 * t) - row_lse) : v8{};
+            const v8 pt = visible_mask(t, visible_of[i]) ? exp8(load8(pi + 8 * t) - row_lse) : v8{};
             store8(pi + 8 * t, pt);
             store8(dsi + 8 * t, pt * (load8(dsi + 8 * t) - row_delta) * scale);
           }
-          accumulate_rows(dsi, krows.data(), visible, E, 1.0f, dq + at);
+        }
+        for (int64_t i = 0; i < rows; i += 2) {  // dq rows += ds . k rows
+          if (i + 1 < rows) {
+            accumulate_two_rows(&ds[i * kTile], &ds[(i + 1) * kTile], krows.data(),
+                                visible_of[i + 1], E, 1.0f, 1.0f, dqs[i], dqs[i + 1]);
+          } else {  // the padding repeats this row's dq: accumulate it alone
+            accumulate_rows(&ds[i * kTile], krows.data(), visible_of[i], E, 1.0f, dqs[i]);
+          }
         }
         const int64_t visible = std::min(kn, p0 + rows - 1 - k0 + 1);  // the group's last row
         add_outer_rows(ds.data(), qs, visible, E, dk_acc.data());
