@@ -30,7 +30,7 @@ import transformers  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from mobilellm_jax import counting, flops, train_step  # noqa: E402
-from mobilellm_jax.configs import get_config  # noqa: E402
+from mobilellm_jax.configs import ConfigError, get_config, validate_model  # noqa: E402
 from mobilellm_jax.hf import hf_config_dict  # noqa: E402
 from mobilellm_jax.model import ModelArgs, build_model  # noqa: E402
 from mobilellm_jax.optim import lr_schedule, make_optimizer  # noqa: E402
@@ -151,12 +151,21 @@ def bench_size(name, args, peak_list):
     section, _, key = field.partition(".")
     if section not in config or key not in config[section]:
       raise SystemExit(f"--set {assignment}: unknown config field {field!r}")
-    config[section][key] = type(config[section][key])(
-        value.lower() in ("1", "true") if isinstance(config[section][key], bool) else value)
+    current = config[section][key]
+    try:
+      config[section][key] = (value.lower() in ("1", "true") if isinstance(current, bool)
+                              else type(current)(value))
+    except ValueError:
+      raise SystemExit(f"--set {assignment}: {field} expects type {type(current).__name__}, "
+                       f"got {value!r}") from None
   steps = max(1, args.steps // 3) if name == "125m" else args.steps
   runners = {}
   for attention in args.attention.split(","):
     config.model.attention = attention
+    try:
+      validate_model(config.model)
+    except ConfigError as e:
+      raise SystemExit(f"{name}: {e}") from None
     key = "ours" if attention == "auto" else f"ours[{attention}]"
     runners[key] = functools.partial(ours, config.copy_and_resolve_references(), batch, seq)
   if not args.no_reference:

@@ -23,8 +23,7 @@ def _normalise(x, eps):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def rms_norm(x_BxLxD, scale_D, eps: float):
   """x / rms(x) * scale, computed in float32, returned in x's dtype."""
-  normed, _ = _normalise(x_BxLxD, eps)
-  return (normed * scale_D.astype(jnp.float32)).astype(x_BxLxD.dtype)
+  return _fwd(x_BxLxD, scale_D, eps)[0]
 
 
 def _fwd(x, scale, eps):

@@ -135,6 +135,7 @@ inline void accumulate_rows(const float* w, const float* rows, int64_t n, int64_
 
 // Two query rows at a time share every load of the key tile: sa / sb[j] = scale * a / b . col j.
 // Half a tile (4 vectors) per pass keeps the 8 accumulators and the operands in 16 registers.
+static_assert(kTile % 32 == 0, "two_rows_times_tile works in halves of 4 vectors");
 inline void two_rows_times_tile(const float* a, const float* b, const float* colsT, int64_t E,
                                 float scale, float* sa, float* sb) {
   for (int64_t h = 0; h < kTile / 8; h += 4) {
