@@ -18,6 +18,16 @@ def weight_grad(x_TxI, dout_TxO):
   return jax.lax.dot_general(x_TxI, dout_TxO, (((0,), (0,)), ((), ())))
 
 
+def wide_weight_grad(x_TxI, dout_TxO):
+  """x^T dout, [I, O], for a narrow x and a wide dout (the head: I = dim, O = vocab). XLA:CPU
+  runs a matmul with a transposed operand on a slower path (about 60 vs 100 GFLOP/s at
+  [1024 x 128]^T x [1024 x 4096]); transposing the narrow operand first (a small copy, kept by
+  the barrier from being folded back into the matmul) gives it the fast one."""
+  if jax.default_backend() != "cpu":
+    return weight_grad(x_TxI, dout_TxO)
+  return jax.lax.optimization_barrier(x_TxI.T) @ dout_TxO
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def dense(x, w, num_in: int = 1):
   """x [..., *in] @ w [*in, *out] -> [..., *out], contracting the last `num_in` axes of x with
@@ -46,3 +56,16 @@ def _dense_bwd(num_in, residuals, dy):
 
 
 dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+# The same 2-D projection as a (forward, backward) pair that leaves its input out of the
+# residuals, for norm.rms_norm_into (which recomputes the input instead of saving it).
+def matmul_fwd(x_BxLxI, w_IxO):
+  return x_BxLxI @ w_IxO, w_IxO
+
+
+def matmul_bwd(x_BxLxI, w_IxO, dy_BxLxO):
+  """(d input, d weight) of y = x @ w, given d y."""
+  dy_TxO = dy_BxLxO.reshape(-1, w_IxO.shape[1])
+  dw = weight_grad(x_BxLxI.reshape(-1, w_IxO.shape[0]), dy_TxO)
+  return jnp.einsum("blo,io->bli", dy_BxLxO, w_IxO), dw

@@ -12,13 +12,7 @@ Weights arrive already cast to the compute dtype; elementwise math runs in float
 import jax
 import jax.numpy as jnp
 
-from mobilellm_jax.dense import weight_grad
-
-
-def _dense_grads(x_BxLxI, dout_BxLxO, w_IxO):
-  """(d input, d weight) of out = x @ w, given d out."""
-  dw = weight_grad(x_BxLxI.reshape(-1, w_IxO.shape[0]), dout_BxLxO.reshape(-1, w_IxO.shape[1]))
-  return jnp.einsum("blo,io->bli", dout_BxLxO, w_IxO), dw
+from mobilellm_jax.dense import matmul_bwd
 
 
 @jax.custom_vjp
@@ -28,24 +22,35 @@ def swiglu(x_BxLxD, w_gate_DxF, w_up_DxF, w_down_FxD):
   return (jax.nn.silu(gate.astype(jnp.float32)) * up).astype(x_BxLxD.dtype) @ w_down_FxD
 
 
-def _swiglu_fwd(x, w_gate, w_up, w_down):
+def swiglu_fwd(x, w_gate, w_up, w_down):
+  """(output, residuals); the residuals leave out x (see swiglu_bwd)."""
   gate, up = x @ w_gate, x @ w_up
   hidden = (jax.nn.silu(gate.astype(jnp.float32)) * up).astype(x.dtype)
-  return hidden @ w_down, (x, gate, up, w_gate, w_up, w_down)
+  return hidden @ w_down, (gate, up, w_gate, w_up, w_down)
 
 
-def _swiglu_bwd(residuals, dout_BxLxD):
-  x, gate, up, w_gate, w_up, w_down = residuals
+def swiglu_bwd(x, residuals, dout_BxLxD):
+  """(dx, dw_gate, dw_up, dw_down), given x again and swiglu_fwd's residuals."""
+  gate, up, w_gate, w_up, w_down = residuals
   g, u = gate.astype(jnp.float32), up.astype(jnp.float32)
   sig = jax.nn.sigmoid(g)
   silu = g * sig
-  dhidden, dw_down = _dense_grads((silu * u).astype(x.dtype), dout_BxLxD, w_down)
+  dhidden, dw_down = matmul_bwd((silu * u).astype(x.dtype), w_down, dout_BxLxD)
   dhidden = dhidden.astype(jnp.float32)
   dgate = (dhidden * u * sig * (1.0 + g * (1.0 - sig))).astype(x.dtype)  # silu' = s(1 + g(1-s))
   dup = (dhidden * silu).astype(x.dtype)
-  dx_gate, dw_gate = _dense_grads(x, dgate, w_gate)
-  dx_up, dw_up = _dense_grads(x, dup, w_up)
+  dx_gate, dw_gate = matmul_bwd(x, w_gate, dgate)
+  dx_up, dw_up = matmul_bwd(x, w_up, dup)
   return dx_gate + dx_up, dw_gate, dw_up, dw_down
+
+
+def _swiglu_fwd(x, w_gate, w_up, w_down):
+  out, residuals = swiglu_fwd(x, w_gate, w_up, w_down)
+  return out, (x, residuals)
+
+
+def _swiglu_bwd(residuals, dout_BxLxD):
+  return swiglu_bwd(*residuals, dout_BxLxD)
 
 
 swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)
@@ -57,17 +62,28 @@ def relu_mlp(x_BxLxD, w_up_DxF, w_down_FxD):
   return jax.nn.relu(x_BxLxD @ w_up_DxF) @ w_down_FxD
 
 
-def _relu_fwd(x, w_up, w_down):
+def relu_fwd(x, w_up, w_down):
+  """(output, residuals); the residuals leave out x (see relu_bwd)."""
   up = x @ w_up
-  return jax.nn.relu(up) @ w_down, (x, up, w_up, w_down)
+  return jax.nn.relu(up) @ w_down, (up, w_up, w_down)
+
+
+def relu_bwd(x, residuals, dout_BxLxD):
+  """(dx, dw_up, dw_down), given x again and relu_fwd's residuals."""
+  up, w_up, w_down = residuals
+  dhidden, dw_down = matmul_bwd(jax.nn.relu(up), w_down, dout_BxLxD)
+  dup = jnp.where(up > 0, dhidden, 0).astype(x.dtype)
+  dx, dw_up = matmul_bwd(x, w_up, dup)
+  return dx, dw_up, dw_down
+
+
+def _relu_fwd(x, w_up, w_down):
+  out, residuals = relu_fwd(x, w_up, w_down)
+  return out, (x, residuals)
 
 
 def _relu_bwd(residuals, dout_BxLxD):
-  x, up, w_up, w_down = residuals
-  dhidden, dw_down = _dense_grads(jax.nn.relu(up), dout_BxLxD, w_down)
-  dup = jnp.where(up > 0, dhidden, 0).astype(x.dtype)
-  dx, dw_up = _dense_grads(x, dup, w_up)
-  return dx, dw_up, dw_down
+  return relu_bwd(*residuals, dout_BxLxD)
 
 
 relu_mlp.defvjp(_relu_fwd, _relu_bwd)

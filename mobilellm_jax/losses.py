@@ -13,7 +13,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from mobilellm_jax.dense import weight_grad
+from mobilellm_jax.dense import wide_weight_grad
 
 CHUNK_LOGITS = 1 << 22  # CPU: 4M float32 logits = 16 MB per chunk (1024 tokens at vocab 4096)
 # Accelerators want big matmuls, not cache-sized ones: 256M logits = 1 GB float32 per chunk
@@ -67,7 +67,7 @@ def _fwd(hidden_BxLxD, head_VxD, targets_BxL, chunk):
   vocab = head_VxD.shape[0]
 
   def body(carry, xs):
-    total, dhead_VxD = carry
+    total, dhead_DxV = carry
     h, t = xs
     logits = _chunk_logits(h, head_VxD)
     nll, log_z = _nll_sum(logits, t)
@@ -75,16 +75,17 @@ def _fwd(hidden_BxLxD, head_VxD, targets_BxL, chunk):
     dlogits = (jnp.exp(logits - log_z[..., None]) - jax.nn.one_hot(t, vocab, dtype=jnp.float32))
     dlogits = (dlogits / count).astype(h.dtype)
     dh = jnp.einsum("bcv,vd->bcd", dlogits, head_VxD)
-    dhead = weight_grad(dlogits.reshape(-1, vocab), h.reshape(-1, h.shape[-1]))
-    dhead_VxD = dhead_VxD + dhead.astype(jnp.float32)
-    return (total + nll, dhead_VxD), dh
+    # Accumulated as [D, V] (h^T dlogits): the narrow operand is the transposed one (dense.py).
+    dhead = wide_weight_grad(h.reshape(-1, h.shape[-1]), dlogits.reshape(-1, vocab))
+    dhead_DxV = dhead_DxV + dhead.astype(jnp.float32)
+    return (total + nll, dhead_DxV), dh
 
-  init = (jnp.zeros((), jnp.float32), jnp.zeros(head_VxD.shape, jnp.float32))
-  (total, dhead_VxD), dh_chunks = jax.lax.scan(
+  init = (jnp.zeros((), jnp.float32), jnp.zeros(head_VxD.shape[::-1], jnp.float32))
+  (total, dhead_DxV), dh_chunks = jax.lax.scan(
       body, init, (_chunked(hidden_BxLxD, chunk), _chunked(targets_BxL, chunk)))
   B, L, D = hidden_BxLxD.shape
   dhidden_BxLxD = jnp.swapaxes(dh_chunks, 0, 1).reshape(B, L, D)
-  return total / count, (dhidden_BxLxD, dhead_VxD.astype(head_VxD.dtype))
+  return total / count, (dhidden_BxLxD, dhead_DxV.T.astype(head_VxD.dtype))
 
 
 def _bwd(chunk, residuals, dloss):

@@ -13,8 +13,8 @@ from flax import nnx
 
 from mobilellm_jax import feedforward
 from mobilellm_jax.attention import causal_attention
-from mobilellm_jax.dense import dense
-from mobilellm_jax.norm import rms_norm
+from mobilellm_jax.dense import dense, matmul_bwd, matmul_fwd
+from mobilellm_jax.norm import rms_norm, rms_norm_into
 from mobilellm_jax.schedule import layer_passes
 
 
@@ -72,6 +72,17 @@ class RMSNorm(nnx.Module):
   def __call__(self, x_BxLxD):
     return rms_norm(x_BxLxD, self.scale[...], self.eps)
 
+  def into(self, consumer, x_BxLxD, *args):
+    """consumer(self(x), *args), for a consumer made by norm.rms_norm_into: the normalised x is
+    recomputed in the backward pass instead of saved."""
+    return consumer(self.eps, x_BxLxD, self.scale[...], *args)
+
+
+# Each block's two norms fused with the projections that read their output (norm.py).
+_normed_matmul = rms_norm_into(matmul_fwd, matmul_bwd)
+_normed_swiglu = rms_norm_into(feedforward.swiglu_fwd, feedforward.swiglu_bwd)
+_normed_relu = rms_norm_into(feedforward.relu_fwd, feedforward.relu_bwd)
+
 
 def rope_sin_cos(positions_BxL, head_dim: int, theta: float):
   """RoPE angles for the rotate-half layout (as Hugging Face Llama), each [B, L, E/2]."""
@@ -99,7 +110,8 @@ class Attention(nnx.Module):
     self.wv_DxKxE = _param(rngs, (D, K, E), ("embed", "kv_heads", "head_dim"), args)
     self.wo_HxExD = _param(rngs, (H, E, D), ("heads", "head_dim", "embed"), args)
 
-  def __call__(self, x_BxLxD, sin, cos):
+  def __call__(self, x_BxLxD, sin, cos, norm: RMSNorm):
+    """attention(norm(x)); the norm is fused into the q/k/v projection."""
     dt = self.dtype
     # One projection for q, k and v: one larger matmul, and one saved input for the backward
     # pass instead of three (a scan over layers stacks and copies each saved value).
@@ -107,7 +119,7 @@ class Attention(nnx.Module):
     K = self.wk_DxKxE.shape[1]
     w_DxM = jnp.concatenate([w[...].reshape(D, -1) for w in
                              (self.wq_DxHxE, self.wk_DxKxE, self.wv_DxKxE)], axis=1).astype(dt)
-    qkv_BxLxM = dense(x_BxLxD, w_DxM)
+    qkv_BxLxM = norm.into(_normed_matmul, x_BxLxD, w_DxM)
     q_BxLxHxE = qkv_BxLxM[..., :H * E].reshape(*qkv_BxLxM.shape[:-1], H, E)
     k_BxLxKxE = qkv_BxLxM[..., H * E:(H + K) * E].reshape(*qkv_BxLxM.shape[:-1], K, E)
     v_BxLxKxE = qkv_BxLxM[..., (H + K) * E:].reshape(*qkv_BxLxM.shape[:-1], K, E)
@@ -130,12 +142,13 @@ class FeedForward(nnx.Module):
     self.w_up_DxF = _param(rngs, (D, F), ("embed", "mlp"), args)
     self.w_down_FxD = _param(rngs, (F, D), ("mlp", "embed"), args)
 
-  def __call__(self, x_BxLxD):
+  def __call__(self, x_BxLxD, norm: RMSNorm):
+    """ffn(norm(x)); the norm is fused into the first projection(s)."""
     dt = self.dtype
     up_DxF, down_FxD = self.w_up_DxF[...].astype(dt), self.w_down_FxD[...].astype(dt)
     if self.gated:
-      return feedforward.swiglu(x_BxLxD, self.w_gate_DxF[...].astype(dt), up_DxF, down_FxD)
-    return feedforward.relu_mlp(x_BxLxD, up_DxF, down_FxD)
+      return norm.into(_normed_swiglu, x_BxLxD, self.w_gate_DxF[...].astype(dt), up_DxF, down_FxD)
+    return norm.into(_normed_relu, x_BxLxD, up_DxF, down_FxD)
 
 
 class Block(nnx.Module):
@@ -148,8 +161,8 @@ class Block(nnx.Module):
     self.ffn = FeedForward(args, rngs)
 
   def __call__(self, x_BxLxD, sin, cos):
-    x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD), sin, cos)
-    return x_BxLxD + self.ffn(self.ffn_norm(x_BxLxD))
+    x_BxLxD = x_BxLxD + self.attn(x_BxLxD, sin, cos, self.attn_norm)
+    return x_BxLxD + self.ffn(x_BxLxD, self.ffn_norm)
 
 
 _REMAT_POLICIES = {

@@ -5,7 +5,9 @@ of the normalised input for the backward pass. Inside the scan over layers each 
 stacked over depth ([layers, B, L, D] float32: 4 GB each at MobileLLM-350M x 16 x 2048) and XLA
 then copies those stacks between the forward and backward loops. Here the backward pass
 recomputes the normalised input from the saved input (compute dtype) and the saved reciprocal
-RMS. Same numbers as autodiff (tests/test_kernels.py).
+RMS. `rms_norm_into` goes one step further for a norm whose only reader is a projection: it
+recomputes the normalised input instead of saving it. Same numbers as autodiff
+(tests/test_kernels.py).
 """
 
 import functools
@@ -34,7 +36,10 @@ def _fwd(x, scale, eps):
 def _bwd(eps, residuals, dy):
   del eps
   x, rstd, scale = residuals
-  normed = x.astype(jnp.float32) * rstd
+  return _norm_bwd(x, rstd, x.astype(jnp.float32) * rstd, scale, dy)
+
+
+def _norm_bwd(x, rstd, normed, scale, dy):
   dy32 = dy.astype(jnp.float32)
   dscale = jnp.sum(dy32 * normed, axis=tuple(range(x.ndim - 1)))
   dnormed = dy32 * scale.astype(jnp.float32)
@@ -44,3 +49,32 @@ def _bwd(eps, residuals, dy):
 
 
 rms_norm.defvjp(_fwd, _bwd)
+
+
+def rms_norm_into(consumer_fwd, consumer_bwd):
+  """f(eps, x, scale, *args) = consumer(rms_norm(x, scale, eps), *args) as one custom VJP that
+  saves x and the reciprocal RMS, not the normalised input: the backward pass recomputes that
+  (one element-wise pass) instead of the scan over layers stacking, copying and slicing one
+  more [B, L, D] activation per block.
+
+  consumer_fwd(xn, *args) -> (y, residuals), with xn left out of the residuals;
+  consumer_bwd(xn, residuals, dy) -> (dxn, *dargs).
+  """
+  @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+  def fused(eps, x, scale, *args):
+    return fused_fwd(eps, x, scale, *args)[0]
+
+  def fused_fwd(eps, x, scale, *args):
+    normed, rstd = _normalise(x, eps)
+    y, residuals = consumer_fwd((normed * scale.astype(jnp.float32)).astype(x.dtype), *args)
+    return y, (x, rstd, scale, residuals)
+
+  def fused_bwd(eps, saved, dy):
+    del eps
+    x, rstd, scale, residuals = saved
+    normed = x.astype(jnp.float32) * rstd
+    dxn, *dargs = consumer_bwd((normed * scale.astype(jnp.float32)).astype(x.dtype), residuals, dy)
+    return (*_norm_bwd(x, rstd, normed, scale, dxn), *dargs)
+
+  fused.defvjp(fused_fwd, fused_bwd)
+  return fused

@@ -174,3 +174,36 @@ def test_rms_norm_vjp_matches_autodiff(dtype, tolerance):
   assert ours[1][0].dtype == dtype and ours[1][1].dtype == jnp.float32
   assert _max_rel_err(jax.tree.map(lambda a: a.astype(jnp.float32), ours),
                       jax.tree.map(lambda a: a.astype(jnp.float32), ref)) < tolerance
+
+
+@pytest.mark.parametrize("consumer,reference,shapes", [
+    ((dense.matmul_fwd, dense.matmul_bwd), lambda x, w: x @ w, [(16, 24)]),
+    ((feedforward.swiglu_fwd, feedforward.swiglu_bwd), _swiglu_reference, [(16, 40), (16, 40), (40, 16)]),
+    ((feedforward.relu_fwd, feedforward.relu_bwd), _relu_reference, [(16, 40), (40, 16)])])
+def test_norm_fused_into_consumer_matches_autodiff(consumer, reference, shapes):
+  # The fused VJP recomputes the normalised input in the backward pass instead of saving it.
+  fused = norm.rms_norm_into(*consumer)
+  x, scale = _random((3, 10, 16), 0), 1.0 + 0.1 * _random((16,), 1)
+  weights = [_random(s, i + 2, 0.3) for i, s in enumerate(shapes)]
+  probe = _random((3, 10, shapes[-1][1]), 9)
+  argnums = tuple(range(len(weights) + 2))
+
+  def plain_norm(x, scale):
+    return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + 1e-5) * scale
+
+  ours = jax.jit(jax.value_and_grad(lambda x, s, *w: jnp.sum(probe * fused(1e-5, x, s, *w)),
+                                    argnums))(x, scale, *weights)
+  ref = jax.value_and_grad(lambda x, s, *w: jnp.sum(probe * reference(plain_norm(x, s), *w)),
+                           argnums)(x, scale, *weights)
+  assert _max_rel_err(ours, ref) < 1e-5
+  # Residuals: x, the reciprocal RMS and the consumer's own; no [.., 16] normalised copy of x.
+  _, residuals = jax.vjp(lambda x: fused(1e-5, x, scale, *weights), x)
+  saved = [leaf.shape for leaf in jax.tree.leaves(residuals)]
+  assert saved.count(x.shape) == 1 and (3, 10, 1) in saved
+
+
+def test_wide_weight_grad_matches_weight_grad():
+  x, dout = _random((64, 8), 0), _random((64, 96), 1)
+  expected = np.asarray(x).T @ np.asarray(dout)
+  np.testing.assert_allclose(jax.jit(dense.wide_weight_grad)(x, dout), expected, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(jax.jit(dense.weight_grad)(x, dout), expected, rtol=1e-5, atol=1e-5)

@@ -5,7 +5,8 @@
 // Here each (batch, kv head) pair is one work item that keeps its score tiles in cache and does
 // the softmax in the same loop (FlashAttention-2 style: forward keeps out + log-sum-exp,
 // backward recomputes probabilities tile by tile). Work items are spread over XLA's own
-// intra-op thread pool.
+// intra-op thread pool. On the causal diagonal, a score tile's fully masked 32-key half is not
+// computed; off it, the softmax skips the mask.
 //
 // Layouts (row-major): q, out, dout, dq [B, L, H, E]; k, v, dk, dv [B, L, K, E]; lse [B, H, L].
 // Query head h uses kv head h / (H / K). E must be a multiple of 8 (checked in Python).
@@ -133,12 +134,14 @@ inline void accumulate_rows(const float* w, const float* rows, int64_t n, int64_
   }
 }
 
-// Two query rows at a time share every load of the key tile: sa / sb[j] = scale * a / b . col j.
-// Half a tile (4 vectors) per pass keeps the 8 accumulators and the operands in 16 registers.
+// Two query rows at a time share every load of the key tile: sa / sb[j] = scale * a / b . col j
+// for j < keys rounded up to 32 (on the causal diagonal the rest of the tile is masked anyway;
+// the caller's mask ignores what is left there). Half a tile (4 vectors) per pass keeps the 8
+// accumulators and the operands in 16 registers.
 static_assert(kTile % 32 == 0, "two_rows_times_tile works in halves of 4 vectors");
 inline void two_rows_times_tile(const float* a, const float* b, const float* colsT, int64_t E,
-                                float scale, float* sa, float* sb) {
-  for (int64_t h = 0; h < kTile / 8; h += 4) {
+                                float scale, float* sa, float* sb, int64_t keys = kTile) {
+  for (int64_t h = 0; h < kTile / 8 && 8 * h < keys; h += 4) {
     v8 xa[4] = {}, xb[4] = {};
     for (int64_t e = 0; e < E; ++e) {
       const v8 ra = splat(a[e]), rb = splat(b[e]);
@@ -254,18 +257,33 @@ void parallel_for(ffi::ThreadPool& pool, int64_t n, const Fn& fn) {
 // are updated. Returns the factor that rescales the row's earlier accumulation.
 inline float softmax_tile(float* s, int64_t visible, float& m, float& l) {
   v8 tile_max = v8{} - std::numeric_limits<float>::infinity();
-  for (int64_t t = 0; t < kTile / 8; ++t) {
-    const v8 x = load8(&s[8 * t]);
-    tile_max = visible_mask(t, visible) ? (x > tile_max ? x : tile_max) : tile_max;
-  }
-  const float m_new = std::max(m, hmax(tile_max));
-  const float correction = std::exp(m - m_new);
   v8 sum = {};
-  for (int64_t t = 0; t < kTile / 8; ++t) {
-    const v8 e = exp8(load8(&s[8 * t]) - m_new);
-    const v8 p = visible_mask(t, visible) ? e : v8{};
-    store8(&s[8 * t], p);
-    sum += p;
+  float m_new, correction;
+  if (visible >= kTile) {  // off the diagonal: no mask
+    for (int64_t t = 0; t < kTile / 8; ++t) {
+      const v8 x = load8(&s[8 * t]);
+      tile_max = x > tile_max ? x : tile_max;
+    }
+    m_new = std::max(m, hmax(tile_max));
+    correction = std::exp(m - m_new);
+    for (int64_t t = 0; t < kTile / 8; ++t) {
+      const v8 p = exp8(load8(&s[8 * t]) - m_new);
+      store8(&s[8 * t], p);
+      sum += p;
+    }
+  } else {
+    for (int64_t t = 0; t < kTile / 8; ++t) {
+      const v8 x = load8(&s[8 * t]);
+      tile_max = visible_mask(t, visible) ? (x > tile_max ? x : tile_max) : tile_max;
+    }
+    m_new = std::max(m, hmax(tile_max));
+    correction = std::exp(m - m_new);
+    for (int64_t t = 0; t < kTile / 8; ++t) {
+      const v8 e = exp8(load8(&s[8 * t]) - m_new);
+      const v8 p = visible_mask(t, visible) ? e : v8{};
+      store8(&s[8 * t], p);
+      sum += p;
+    }
   }
   l = l * correction + hsum(sum);
   m = m_new;
@@ -276,7 +294,17 @@ void forward_item(const float* q, const float* k, const float* v, float* out, fl
                   const Dims& d, int64_t b, int64_t kh) {
   const int64_t G = d.G(), E = d.E, L = d.L, R = G * kTile;
   const float scale = 1.0f / std::sqrt(static_cast<float>(E));
-  std::vector<float> kT(E * kTile), vrows(kTile * E), s(2 * kTile), m(R), l(R), acc(R * E);
+  const int64_t tiles = (L + kTile - 1) / kTile;
+  // Every key tile, transposed, and every value row of this item, gathered once (not once per
+  // query tile).
+  std::vector<float> kT(tiles * E * kTile), vrows(tiles * kTile * E), s(2 * kTile), m(R), l(R),
+      acc(R * E);
+  for (int64_t k0 = 0; k0 < L; k0 += kTile) {
+    const int64_t kn = std::min(kTile, L - k0);
+    load_tile(k, d, b, kh, k0, kn, &kT[k0 * E], nullptr);
+    for (int64_t j = 0; j < kn; ++j)
+      std::memcpy(&vrows[(k0 + j) * E], v + ((b * L + k0 + j) * d.K + kh) * E, E * sizeof(float));
+  }
   for (int64_t q0 = 0; q0 < L; q0 += kTile) {
     const int64_t qn = std::min(kTile, L - q0);
     std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
@@ -284,9 +312,8 @@ void forward_item(const float* q, const float* k, const float* v, float* out, fl
     std::fill(acc.begin(), acc.end(), 0.0f);
     for (int64_t k0 = 0; k0 < q0 + qn; k0 += kTile) {
       const int64_t kn = std::min(kTile, L - k0);
-      load_tile(k, d, b, kh, k0, kn, kT.data(), nullptr);
-      for (int64_t j = 0; j < kn; ++j)
-        std::memcpy(&vrows[j * E], v + ((b * L + k0 + j) * d.K + kh) * E, E * sizeof(float));
+      const float* tileT = &kT[k0 * E];
+      const float* tile_rows = &vrows[k0 * E];
       for (int64_t g = 0; g < G; ++g) {
         const int64_t h = kh * G + g;
         const float* qh = q + (b * L * d.H + h) * E;  // row pos at qh + pos * H * E
@@ -294,19 +321,19 @@ void forward_item(const float* q, const float* k, const float* v, float* out, fl
         for (; i + 1 < qn; i += 2) {  // pairs of rows share the tile loads
           const int64_t pos = q0 + i, r = g * kTile + i;
           const int64_t visible = std::min(kn, pos - k0 + 1), visible_b = std::min(kn, visible + 1);
-          two_rows_times_tile(qh + pos * d.H * E, qh + (pos + 1) * d.H * E, kT.data(), E, scale,
-                              s.data(), s.data() + kTile);
+          two_rows_times_tile(qh + pos * d.H * E, qh + (pos + 1) * d.H * E, tileT, E, scale,
+                              s.data(), s.data() + kTile, visible_b);
           const float ca = softmax_tile(s.data(), visible, m[r], l[r]);
           const float cb = softmax_tile(s.data() + kTile, visible_b, m[r + 1], l[r + 1]);
-          accumulate_two_rows(s.data(), s.data() + kTile, vrows.data(), visible_b, E, ca, cb,
+          accumulate_two_rows(s.data(), s.data() + kTile, tile_rows, visible_b, E, ca, cb,
                               &acc[r * E], &acc[(r + 1) * E]);
         }
         if (i < qn) {  // an odd row out
           const int64_t pos = q0 + i, r = g * kTile + i;
           const int64_t visible = std::min(kn, pos - k0 + 1);
-          row_times_tile(qh + pos * d.H * E, kT.data(), E, scale, s.data());
+          row_times_tile(qh + pos * d.H * E, tileT, E, scale, s.data());
           const float c = softmax_tile(s.data(), visible, m[r], l[r]);
-          accumulate_rows(s.data(), vrows.data(), visible, E, c, &acc[r * E]);
+          accumulate_rows(s.data(), tile_rows, visible, E, c, &acc[r * E]);
         }
       }
     }
@@ -367,9 +394,9 @@ void backward_item(const float* q, const float* k, const float* v, const float* 
         }
         for (int64_t i = 0; i < kRows; i += 2) {  // scores and dp = dout . v, two rows at a time
           two_rows_times_tile(qs[i], qs[i + 1], kT.data(), E, scale, &p[i * kTile],
-                              &p[(i + 1) * kTile]);
+                              &p[(i + 1) * kTile], visible_of[i + 1]);
           two_rows_times_tile(dos[i], dos[i + 1], vT.data(), E, 1.0f, &ds[i * kTile],
-                              &ds[(i + 1) * kTile]);
+                              &ds[(i + 1) * kTile], visible_of[i + 1]);
         }
         for (int64_t i = 0; i < kRows; ++i) {
           float* pi = &p[i * kTile];
@@ -381,10 +408,12 @@ void backward_item(const float* q, const float* k, const float* v, const float* 
           }
           const int64_t pos = p0 + i;
           const float row_lse = lse[(b * d.H + h) * L + pos], row_delta = delta[g * L + pos];
-          for (int64_t t = 0; t < kTile / 8; ++t) {
-            const v8 pt = visible_mask(t, visible_of[i]) ? exp8(load8(pi + 8 * t) - row_lse) : v8{};
+          for (int64_t t = 0; t < kTile / 8; ++t) {  // masked lanes (stale past `keys`) -> 0
+            const v8i visible = visible_mask(t, visible_of[i]);
+            const v8 pt = visible ? exp8(load8(pi + 8 * t) - row_lse) : v8{};
+            const v8 dst = (load8(dsi + 8 * t) - row_delta) * scale;
             store8(pi + 8 * t, pt);
-            store8(dsi + 8 * t, pt * (load8(dsi + 8 * t) - row_delta) * scale);
+            store8(dsi + 8 * t, visible ? pt * dst : v8{});
           }
         }
         for (int64_t i = 0; i < rows; i += 2) {  // dq rows += ds . k rows
