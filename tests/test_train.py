@@ -86,7 +86,7 @@ def _train_cli(workdir, data_dir, **overrides):
   return args
 
 
-RESUME_RUN = {"train.num_steps": 200, "train.checkpoint_every": 25, "train.log_every": 25,
+RESUME_RUN = {"train.num_steps": 100, "train.checkpoint_every": 25, "train.log_every": 25,
               "train.batch_size": 8, "model.dim": 128, "model.num_layers": 3, "data.seq_len": 64}
 
 
@@ -112,7 +112,8 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(data_dir, tmp_path):
   resume_seconds = time.time() - started
   killed_summary = json.loads((workdir / "summary.json").read_text())
 
-  config = smoke_config(data_dir, num_steps=200, checkpoint_every=25, log_every=25, batch_size=8)
+  config = smoke_config(data_dir, num_steps=RESUME_RUN["train.num_steps"], checkpoint_every=25,
+                        log_every=25, batch_size=8)
   config.model.update(dim=128, num_layers=3)
   config.data.seq_len = 64
   clean = train(config, str(tmp_path / "clean"))
