@@ -20,11 +20,12 @@ if ! python -c "import ml_collections" 2>/dev/null; then
 fi
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true) | tee "$out/device.txt"
 sizes=${SIZES:-350m-2k}
-for batch in ${BATCHES:-16 8}; do  # 350M x 16 is the target; x 8 fits PyTorch beside ours
+batches=${BATCHES:-16 8}
+for batch in $batches; do  # 350M x 16 is the target; x 8 fits PyTorch beside ours
   python bench/train_throughput.py --sizes "$sizes" --batch "$batch" --steps 5 --rounds 2 \
     --json "$out/results.jsonl" 2>&1 | tee -a "$out/train_throughput.txt"
 done
 # The same step unrolled: the gap is what the scan over layers costs on this device.
-python bench/train_throughput.py --sizes "$sizes" --batch "${BATCHES%% *}" --steps 5 --rounds 2 \
+python bench/train_throughput.py --sizes "$sizes" --batch "${batches%% *}" --steps 5 --rounds 2 \
   --no-reference --set model.scan_layers=false --json "$out/results.jsonl" 2>&1 \
   | tee -a "$out/train_throughput.txt"

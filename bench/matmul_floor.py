@@ -11,9 +11,12 @@ optimizer) cost nothing. The floor leaves attention's score and value matmuls ou
 the attention kernel), which only makes that ceiling higher than the real one.
 
 Per block: the fused q/k/v projection, the output projection and the FFN (gate, up, down, or up,
-down for ReLU), times the effective depth; plus the head. Each is three matmuls: forward
-x @ w [T, I] x [I, O], input gradient dy @ w^T [T, O] x [O, I] (w read transposed) and weight
-gradient x^T @ dy [I, T] x [T, O] (both read transposed), T = batch x sequence tokens.
+down for ReLU), times the effective depth. Each is three matmuls: forward x @ w [T, I] x [I, O],
+input gradient dy @ w^T [T, O] x [O, I] (w read transposed) and weight gradient x^T @ dy
+[I, T] x [T, O] (x read transposed), T = batch x sequence tokens. The head runs as the loss
+does (losses.py): per chunk of C tokens, logits h @ head^T [C, D] x [V, D]^T, dh = dlogits @ head
+[C, V] x [V, D] and the weight gradient as [D, C] x [C, V] (dense.wide_weight_grad transposes h
+first; that copy is left out, as is everything else that is not a matmul).
 """
 
 import argparse
@@ -25,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from mobilellm_jax import counting
+from mobilellm_jax import counting, losses
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.model import ModelArgs
 from train_throughput import SIZES, ours, reference, timed
@@ -47,11 +50,16 @@ def step_matmuls(config, batch: int, seq: int) -> Matmuls:
     projections += [(args.dim, ffn), (ffn, args.dim)]
   depth = counting.effective_depth(config.model)
   matmuls = Matmuls()
-  for (fan_in, fan_out), count in ([(p, depth) for p in projections]
-                                   + [((args.dim, config.model.vocab_size), 1)]):
-    matmuls[((tokens, fan_in), (fan_in, fan_out), False, False)] += count  # x @ w
-    matmuls[((tokens, fan_out), (fan_in, fan_out), False, True)] += count  # dy @ w^T
-    matmuls[((tokens, fan_in), (tokens, fan_out), True, False)] += count  # x^T @ dy
+  for fan_in, fan_out in projections:
+    matmuls[((tokens, fan_in), (fan_in, fan_out), False, False)] += depth  # x @ w
+    matmuls[((tokens, fan_out), (fan_in, fan_out), False, True)] += depth  # dy @ w^T
+    matmuls[((tokens, fan_in), (tokens, fan_out), True, False)] += depth  # x^T @ dy
+  D, V = args.dim, config.model.vocab_size
+  chunk = losses.chunk_length(batch, seq, V)
+  rows, chunks = batch * chunk, seq // chunk
+  matmuls[((rows, D), (V, D), False, True)] += chunks  # logits = h @ head^T
+  matmuls[((rows, V), (V, D), False, False)] += chunks  # dh = dlogits @ head
+  matmuls[((D, rows), (rows, V), False, False)] += chunks  # dhead^T = (h^T) @ dlogits
   return matmuls
 
 

@@ -200,7 +200,7 @@ def bench_size(name, args, peak_list):
           f"{runners[key].losses[0]:.4f}", flush=True)
     results.append(dict(size=name, runner=key, batch=batch, seq=seq, tokens_per_s=value,
                         step_s=best[key], mfu=value * flops_per_token / peak_list[0][1],
-                        first_loss=runners[key].losses[0]))
+                        first_loss=runners[key].losses[0], overrides=args.set))
   runners.clear()
   _free_accelerator_memory()
   return results

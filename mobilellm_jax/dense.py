@@ -50,9 +50,8 @@ def _dense_fwd(x, w, num_in):
 def _dense_bwd(num_in, residuals, dy):
   del num_in
   x_TxI, w_IxO, x_shape, w_shape = residuals
-  dy_TxO = dy.reshape(x_TxI.shape[0], w_IxO.shape[1])
-  dx = jnp.einsum("to,io->ti", dy_TxO, w_IxO).reshape(x_shape)
-  return dx, weight_grad(x_TxI, dy_TxO).reshape(w_shape)
+  dx, dw = matmul_bwd(x_TxI, w_IxO, dy.reshape(x_TxI.shape[0], w_IxO.shape[1]))
+  return dx.reshape(x_shape), dw.reshape(w_shape)
 
 
 dense.defvjp(_dense_fwd, _dense_bwd)
@@ -60,12 +59,11 @@ dense.defvjp(_dense_fwd, _dense_bwd)
 
 # The same 2-D projection as a (forward, backward) pair that leaves its input out of the
 # residuals, for norm.rms_norm_into (which recomputes the input instead of saving it).
-def matmul_fwd(x_BxLxI, w_IxO):
-  return x_BxLxI @ w_IxO, w_IxO
+def matmul_fwd(x_xI, w_IxO):
+  return x_xI @ w_IxO, w_IxO
 
 
-def matmul_bwd(x_BxLxI, w_IxO, dy_BxLxO):
-  """(d input, d weight) of y = x @ w, given d y."""
-  dy_TxO = dy_BxLxO.reshape(-1, w_IxO.shape[1])
-  dw = weight_grad(x_BxLxI.reshape(-1, w_IxO.shape[0]), dy_TxO)
-  return jnp.einsum("blo,io->bli", dy_BxLxO, w_IxO), dw
+def matmul_bwd(x_xI, w_IxO, dy_xO):
+  """(d input, d weight) of y = x @ w (any leading axes), given d y."""
+  dw = weight_grad(x_xI.reshape(-1, w_IxO.shape[0]), dy_xO.reshape(-1, w_IxO.shape[1]))
+  return jnp.einsum("...o,io->...i", dy_xO, w_IxO), dw

@@ -6,6 +6,8 @@ custom VJP computes each gradient once, with the weight gradients as in-place 2-
 (dense.py): about 1.5x faster forward + backward at the cpu preset (bench/README.md). Same numbers
 as autodiff (tests/test_kernels.py).
 
+The model runs the (fwd, bwd) pairs below through norm.rms_norm_into, with the block's norm fused
+in front; `swiglu` and `relu_mlp` are the same pairs as standalone custom-VJP functions.
 Weights arrive already cast to the compute dtype; elementwise math runs in float32.
 """
 
@@ -44,16 +46,18 @@ def swiglu_bwd(x, residuals, dout_BxLxD):
   return dx_gate + dx_up, dw_gate, dw_up, dw_down
 
 
-def _swiglu_fwd(x, w_gate, w_up, w_down):
-  out, residuals = swiglu_fwd(x, w_gate, w_up, w_down)
-  return out, (x, residuals)
+def _saving_input(fwd, bwd):
+  """A (fwd, bwd) pair for defvjp from one whose residuals leave out the input x."""
+  def fwd_with_x(x, *weights):
+    out, residuals = fwd(x, *weights)
+    return out, (x, residuals)
+
+  def bwd_with_x(saved, dout):
+    return bwd(*saved, dout)
+  return fwd_with_x, bwd_with_x
 
 
-def _swiglu_bwd(residuals, dout_BxLxD):
-  return swiglu_bwd(*residuals, dout_BxLxD)
-
-
-swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)
+swiglu.defvjp(*_saving_input(swiglu_fwd, swiglu_bwd))
 
 
 @jax.custom_vjp
@@ -77,13 +81,4 @@ def relu_bwd(x, residuals, dout_BxLxD):
   return dx, dw_up, dw_down
 
 
-def _relu_fwd(x, w_up, w_down):
-  out, residuals = relu_fwd(x, w_up, w_down)
-  return out, (x, residuals)
-
-
-def _relu_bwd(residuals, dout_BxLxD):
-  return relu_bwd(*residuals, dout_BxLxD)
-
-
-relu_mlp.defvjp(_relu_fwd, _relu_bwd)
+relu_mlp.defvjp(*_saving_input(relu_fwd, relu_bwd))

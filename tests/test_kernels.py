@@ -176,29 +176,37 @@ def test_rms_norm_vjp_matches_autodiff(dtype, tolerance):
                       jax.tree.map(lambda a: a.astype(jnp.float32), ref)) < tolerance
 
 
+@pytest.mark.parametrize("dtype,tolerance", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
 @pytest.mark.parametrize("consumer,reference,shapes", [
     ((dense.matmul_fwd, dense.matmul_bwd), lambda x, w: x @ w, [(16, 24)]),
     ((feedforward.swiglu_fwd, feedforward.swiglu_bwd), _swiglu_reference, [(16, 40), (16, 40), (40, 16)]),
     ((feedforward.relu_fwd, feedforward.relu_bwd), _relu_reference, [(16, 40), (40, 16)])])
-def test_norm_fused_into_consumer_matches_autodiff(consumer, reference, shapes):
+def test_norm_fused_into_consumer_matches_autodiff(consumer, reference, shapes, dtype, tolerance):
   # The fused VJP recomputes the normalised input in the backward pass instead of saving it.
   fused = norm.rms_norm_into(*consumer)
-  x, scale = _random((3, 10, 16), 0), 1.0 + 0.1 * _random((16,), 1)
-  weights = [_random(s, i + 2, 0.3) for i, s in enumerate(shapes)]
+  x, scale = _random((3, 10, 16), 0).astype(dtype), 1.0 + 0.1 * _random((16,), 1)
+  weights = [_random(s, i + 2, 0.3).astype(dtype) for i, s in enumerate(shapes)]
   probe = _random((3, 10, shapes[-1][1]), 9)
   argnums = tuple(range(len(weights) + 2))
 
-  def plain_norm(x, scale):
-    return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + 1e-5) * scale
+  def plain_norm(x, scale):  # float32 math, output in x's dtype (as model.RMSNorm)
+    x32 = x.astype(jnp.float32)
+    return (x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + 1e-5)
+            * scale).astype(x.dtype)
 
-  ours = jax.jit(jax.value_and_grad(lambda x, s, *w: jnp.sum(probe * fused(1e-5, x, s, *w)),
-                                    argnums))(x, scale, *weights)
-  ref = jax.value_and_grad(lambda x, s, *w: jnp.sum(probe * reference(plain_norm(x, s), *w)),
-                           argnums)(x, scale, *weights)
-  assert _max_rel_err(ours, ref) < 1e-5
+  def loss(f):
+    return lambda x, s, *w: jnp.sum(probe * f(x, s, *w).astype(jnp.float32))
+
+  ours = jax.jit(jax.value_and_grad(loss(lambda x, s, *w: fused(1e-5, x, s, *w)), argnums))(
+      x, scale, *weights)
+  ref = jax.value_and_grad(loss(lambda x, s, *w: reference(plain_norm(x, s), *w)), argnums)(
+      x, scale, *weights)
+  assert [g.dtype for g in ours[1]] == [dtype, jnp.float32] + [dtype] * len(weights)
+  assert _max_rel_err(jax.tree.map(lambda a: a.astype(jnp.float32), ours),
+                      jax.tree.map(lambda a: a.astype(jnp.float32), ref)) < tolerance
   # Residuals: x, the reciprocal RMS and the consumer's own; no [.., 16] normalised copy of x.
-  _, residuals = jax.vjp(lambda x: fused(1e-5, x, scale, *weights), x)
-  saved = [leaf.shape for leaf in jax.tree.leaves(residuals)]
+  _, pullback = jax.vjp(lambda x: fused(1e-5, x, scale, *weights), x)
+  saved = [leaf.shape for leaf in jax.tree.leaves(pullback)]  # the pullback closes over them
   assert saved.count(x.shape) == 1 and (3, 10, 1) in saved
 
 

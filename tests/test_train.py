@@ -112,10 +112,10 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(data_dir, tmp_path):
   resume_seconds = time.time() - started
   killed_summary = json.loads((workdir / "summary.json").read_text())
 
-  config = smoke_config(data_dir, num_steps=RESUME_RUN["train.num_steps"], checkpoint_every=25,
-                        log_every=25, batch_size=8)
-  config.model.update(dim=128, num_layers=3)
-  config.data.seq_len = 64
+  config = smoke_config(data_dir)
+  for field, value in RESUME_RUN.items():  # the same run, in process
+    section, key = field.split(".")
+    config[section][key] = value
   clean = train(config, str(tmp_path / "clean"))
   assert killed_summary["final_train_loss"] == pytest.approx(clean["final_train_loss"], abs=1e-6)
   assert killed_summary["val_loss"] == pytest.approx(clean["val_loss"], abs=1e-6)

@@ -409,11 +409,11 @@ void backward_item(const float* q, const float* k, const float* v, const float* 
           const int64_t pos = p0 + i;
           const float row_lse = lse[(b * d.H + h) * L + pos], row_delta = delta[g * L + pos];
           for (int64_t t = 0; t < kTile / 8; ++t) {  // masked lanes (stale past `keys`) -> 0
-            const v8i visible = visible_mask(t, visible_of[i]);
-            const v8 pt = visible ? exp8(load8(pi + 8 * t) - row_lse) : v8{};
+            const v8i lanes = visible_mask(t, visible_of[i]);
+            const v8 pt = lanes ? exp8(load8(pi + 8 * t) - row_lse) : v8{};
             const v8 dst = (load8(dsi + 8 * t) - row_delta) * scale;
             store8(pi + 8 * t, pt);
-            store8(dsi + 8 * t, visible ? pt * dst : v8{});
+            store8(dsi + 8 * t, lanes ? pt * dst : v8{});
           }
         }
         for (int64_t i = 0; i < rows; i += 2) {  // dq rows += ds . k rows
