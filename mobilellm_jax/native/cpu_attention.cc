@@ -256,34 +256,22 @@ void parallel_for(ffi::ThreadPool& pool, int64_t n, const Fn& fn) {
 // becomes its probabilities exp(s - m_new) (0 past `visible`); m and l (running max and sum)
 // are updated. Returns the factor that rescales the row's earlier accumulation.
 inline float softmax_tile(float* s, int64_t visible, float& m, float& l) {
+  // Off the diagonal every key is visible: the mask would only cost time there.
+  const bool masked = visible < kTile;
   v8 tile_max = v8{} - std::numeric_limits<float>::infinity();
+  for (int64_t t = 0; t < kTile / 8; ++t) {
+    const v8 x = load8(&s[8 * t]);
+    const v8 larger = x > tile_max ? x : tile_max;
+    tile_max = masked ? (visible_mask(t, visible) ? larger : tile_max) : larger;
+  }
+  const float m_new = std::max(m, hmax(tile_max));
+  const float correction = std::exp(m - m_new);
   v8 sum = {};
-  float m_new, correction;
-  if (visible >= kTile) {  // off the diagonal: no mask
-    for (int64_t t = 0; t < kTile / 8; ++t) {
-      const v8 x = load8(&s[8 * t]);
-      tile_max = x > tile_max ? x : tile_max;
-    }
-    m_new = std::max(m, hmax(tile_max));
-    correction = std::exp(m - m_new);
-    for (int64_t t = 0; t < kTile / 8; ++t) {
-      const v8 p = exp8(load8(&s[8 * t]) - m_new);
-      store8(&s[8 * t], p);
-      sum += p;
-    }
-  } else {
-    for (int64_t t = 0; t < kTile / 8; ++t) {
-      const v8 x = load8(&s[8 * t]);
-      tile_max = visible_mask(t, visible) ? (x > tile_max ? x : tile_max) : tile_max;
-    }
-    m_new = std::max(m, hmax(tile_max));
-    correction = std::exp(m - m_new);
-    for (int64_t t = 0; t < kTile / 8; ++t) {
-      const v8 e = exp8(load8(&s[8 * t]) - m_new);
-      const v8 p = visible_mask(t, visible) ? e : v8{};
-      store8(&s[8 * t], p);
-      sum += p;
-    }
+  for (int64_t t = 0; t < kTile / 8; ++t) {
+    const v8 e = exp8(load8(&s[8 * t]) - m_new);
+    const v8 p = masked ? (visible_mask(t, visible) ? e : v8{}) : e;
+    store8(&s[8 * t], p);
+    sum += p;
   }
   l = l * correction + hsum(sum);
   m = m_new;
