@@ -55,7 +55,7 @@ def step_matmuls(config, batch: int, seq: int) -> Matmuls:
     matmuls[((tokens, fan_out), (fan_in, fan_out), False, True)] += depth  # dy @ w^T
     matmuls[((tokens, fan_in), (tokens, fan_out), True, False)] += depth  # x^T @ dy
   D, V = args.dim, config.model.vocab_size
-  chunk = losses.chunk_length(batch, seq, V)
+  chunk = losses.chunk_length(batch, seq, V, dim=D)
   rows, chunks = batch * chunk, seq // chunk
   matmuls[((rows, D), (V, D), False, True)] += chunks  # logits = h @ head^T
   matmuls[((rows, V), (V, D), False, False)] += chunks  # dh = dlogits @ head

@@ -6,7 +6,8 @@ in one process, alternating; plus MFU.
     python bench/train_throughput.py --sizes cpu --steps 10
     python bench/train_throughput.py --sizes 125m-2k,350m-2k --attention auto,xla   # on a GPU
 
-Prints one line per size (and attention kernel): tokens/s for both, the ratio, and MFU. Single
+Prints one line per size (and attention kernel): tokens/s for both (best round), the ratio of
+those, the median and range of the ratio within each round, and MFU. Single
 device (no mesh). On CPU, MFU is against the best f32 matmul measured on this machine; on a GPU
 against the bf16 datasheet peak (flops.py) and against a bf16 matmul measured in the run. On a GPU
 PyTorch runs with fp32 weights under bf16 autocast (our compute_dtype) and fused AdamW.
@@ -104,6 +105,14 @@ def timed(run, steps):
   return (time.perf_counter() - start) / steps
 
 
+def paired_ratios(round_seconds, key):
+  """torch seconds / `key` seconds within each round (the two ran minutes apart at most): on a
+  machine whose speed drifts, their spread says how far to trust the ratio of the best rounds."""
+  if key == "torch" or "torch" not in round_seconds:
+    return []
+  return [t / s for t, s in zip(round_seconds["torch"], round_seconds[key])]
+
+
 def peaks():
   """[(label, FLOP/s)] to take MFU against; the first is the headline."""
   if jax.default_backend() == "cpu":
@@ -170,20 +179,22 @@ def bench_size(name, args, peak_list):
     runners[key] = functools.partial(ours, config.copy_and_resolve_references(), batch, seq)
   if not args.no_reference:
     runners["torch"] = functools.partial(reference, config, batch, seq)
-  best = {}
   for key in list(runners):
     try:  # build and compile / warm up; one that fails (out of memory, say) is reported
       runners[key] = runners[key]()
       runners[key]()
-      best[key] = float("inf")
     except Exception as e:  # noqa: BLE001 - reported, the other runners still run
       print(f"{name:>7}: {key} failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}",
             flush=True)
       runners.pop(key)
       _free_accelerator_memory()
-  for _ in range(args.rounds):
-    for key, run in runners.items():
-      best[key] = min(best[key], timed(run, steps))
+  round_seconds = {key: [] for key in runners}
+  for r in range(args.rounds):
+    # Who goes first alternates, so a slow spell of this shared machine lands on both sides.
+    order = list(runners.items())
+    for key, run in (order if r % 2 == 0 else order[::-1]):
+      round_seconds[key].append(timed(run, steps))
+  best = {key: min(seconds) for key, seconds in round_seconds.items()}
   if args.profile:
     for key, run in runners.items():
       if key != "torch":
@@ -194,13 +205,17 @@ def bench_size(name, args, peak_list):
   results = []
   for key, value in tps.items():
     mfu = ", ".join(f"{label}MFU {value * flops_per_token / p:5.1%}" for label, p in peak_list)
-    ratio = f", {value / tps['torch']:.2f}x torch" if "torch" in tps and key != "torch" else ""
+    paired = paired_ratios(round_seconds, key)
+    ratio = (f", {value / tps['torch']:.2f}x torch (per round: median {np.median(paired):.2f}, "
+             f"{min(paired):.2f}-{max(paired):.2f})" if paired else "")
     print(f"{name:>7}: {counting.param_counts(config.model)['params']:>11,} params, batch {batch} x "
           f"{seq}: {key:>12} {value:9.0f} tok/s ({mfu}){ratio}; first loss "
           f"{runners[key].losses[0]:.4f}", flush=True)
     results.append(dict(size=name, runner=key, batch=batch, seq=seq, tokens_per_s=value,
                         step_s=best[key], mfu=value * flops_per_token / peak_list[0][1],
-                        first_loss=runners[key].losses[0], overrides=args.set))
+                        first_loss=runners[key].losses[0], overrides=args.set,
+                        round_step_s=round_seconds[key],
+                        ratio_per_round=paired))
   runners.clear()
   _free_accelerator_memory()
   return results
@@ -210,7 +225,8 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--sizes", default="cpu,deep24,125m", help=f"comma list of {list(SIZES)}")
   parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
-  parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (best is kept)")
+  parser.add_argument("--rounds", type=int, default=3,
+                      help="alternating rounds (best is kept; the ratio is also given per round)")
   parser.add_argument("--attention", default="auto",
                       help="comma list of model.attention kernels to time ours with")
   parser.add_argument("--batch", type=int, default=0, help="override every size's batch")

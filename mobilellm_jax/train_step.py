@@ -19,7 +19,7 @@ def loss_fn(params, graphdef, batch):
   """Mean next-token loss; the head matmul is fused into a chunked cross-entropy (losses.py)."""
   hidden_BxLxD, head_VxD = nnx.merge(graphdef, params).features(batch["inputs"])
   targets_BxL = batch["targets"]
-  chunk = losses.chunk_length(*targets_BxL.shape, head_VxD.shape[0])
+  chunk = losses.chunk_length(*targets_BxL.shape, head_VxD.shape[0], dim=head_VxD.shape[1])
   return losses.fused_cross_entropy(hidden_BxLxD, head_VxD, targets_BxL, chunk)
 
 

@@ -150,6 +150,18 @@ def test_chunk_length_divides_and_bounds_logits():
     assert length % c == 0 and (batch * c * vocab <= losses.CHUNK_LOGITS or c == 1)
 
 
+def test_chunk_length_reaches_model_width():
+  """Chunks grow to about `dim` tokens when the logits bound alone would make them narrower."""
+  assert losses.chunk_length(2, 512, 32000, dim=576) == 256  # 512 tokens (bound alone: 128)
+  assert losses.chunk_length(16, 256, 4096, dim=128) == 64  # the logits bound already allows more
+  assert losses.chunk_length(1, 100, 50000, dim=576) == 100  # the whole sequence, not past it
+  for batch, length, dim in [(2, 512, 576), (3, 7, 64), (5, 100, 960), (16, 256, 128)]:
+    c, without = (losses.chunk_length(batch, length, 32000, dim=dim),
+                  losses.chunk_length(batch, length, 32000))
+    assert length % c == 0 and c >= without
+    assert c == without or batch * c < dim + batch  # grown, but to no more than ~dim tokens
+
+
 def test_native_build_failure_is_reported(tmp_path, monkeypatch):
   monkeypatch.setenv("CXX", "false")  # a "compiler" that always fails
   with pytest.raises(native.NativeBuildError, match=r"building .*cpu_attention\.cc failed"):
