@@ -5,6 +5,7 @@ RMSNorm scales are not decayed (decaying a gain towards 0 only hurts; LLaMA-styl
 """
 
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -23,10 +24,25 @@ def decay_mask(params):
       lambda path, _: getattr(path[-1], "key", None) != "scale", params)
 
 
+def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
+  """optax.clip_by_global_norm as one scalar factor, min(1, max_norm / norm), times every gradient.
+
+  optax's version divides each element by the norm under a select; XLA:CPU then writes a clipped
+  copy of every gradient, because both of Adam's moments read it. A multiply by one scalar fuses
+  into each reader instead: the whole optimizer update at MobileLLM-125M's shapes ran in 272 vs
+  377 ms (bench/README.md). Unclipped gradients pass through exactly (the factor is 1.0); clipped
+  ones differ from optax's by rounding only. Same state (none)."""
+  def update(updates, state, params=None):
+    del params
+    factor = jnp.minimum(1.0, max_norm / optax.tree.norm(updates))
+    return jax.tree.map(lambda t: t * factor.astype(t.dtype), updates), state
+  return optax.GradientTransformation(optax.init_empty_state, update)
+
+
 def make_optimizer(optim_config, num_steps: int) -> optax.GradientTransformation:
   o = optim_config
   adamw = optax.adamw(lr_schedule(o, num_steps), b1=o.b1, b2=o.b2, eps=o.eps,
                       weight_decay=o.weight_decay, mask=decay_mask)
   if o.grad_clip > 0:
-    return optax.chain(optax.clip_by_global_norm(o.grad_clip), adamw)
+    return optax.chain(clip_by_global_norm(o.grad_clip), adamw)
   return adamw
