@@ -3,7 +3,8 @@
 - 'fused_cpu': a C++ kernel for XLA:CPU (native/cpu_attention.cc, through the XLA FFI), float32
   only: each (batch, kv head) keeps its score tiles in cache and fuses the softmax, forward and
   backward; about 2x faster than 'blocked' fwd+bwd at the cpu preset (bench/README.md). Built
-  with the system C++ compiler on first use.
+  with the system C++ compiler on first use. The model calls it as `fused_cpu_qkv_attention`,
+  on the fused q/k/v projection with RoPE done in the kernel.
 - 'blocked': pure JAX, flash-attention style. Queries are split into blocks and each block only
   scores the keys at or before its end, so the masked upper triangle is mostly never computed
   (4 blocks of 64 at sequence 256: 62.5% of the full score matrix). The backward pass is a custom VJP
@@ -190,3 +191,39 @@ def _fused_cpu_bwd(residuals, dout):
 
 
 fused_cpu_attention.defvjp(_fused_cpu_fwd, _fused_cpu_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def fused_cpu_qkv_attention(qkv_BxLxM, sin_BxLxE2, cos_BxLxE2, num_heads: int):
+  """`fused_cpu_attention` straight from the fused q/k/v projection, RoPE applied in the kernel.
+
+  qkv [B, L, (H + 2K) E] holds the H query heads, then the K key heads, then the K value heads;
+  sin and cos [B, L, E/2] are the RoPE angles (rotate-half layout). The kernel reads q, k and v
+  in place and rotates q and k as it gathers them, and its backward pass writes the gradient of
+  qkv whole: no RoPE passes, slices or concatenation of dq, dk and dv around it. Same numbers as
+  splitting qkv, applying RoPE and calling `fused_cpu_attention` (tests/test_kernels.py)."""
+  return _fused_qkv_fwd(qkv_BxLxM, sin_BxLxE2, cos_BxLxE2, num_heads)[0]
+
+
+def _fused_qkv_fwd(qkv, sin, cos, num_heads):
+  native.load()
+  B, L, _ = qkv.shape
+  E = 2 * sin.shape[-1]
+  out, lse_BxHxL = jax.ffi.ffi_call(
+      "mobilellm_fused_attention_fwd",
+      (jax.ShapeDtypeStruct((B, L, num_heads, E), qkv.dtype),
+       jax.ShapeDtypeStruct((B, num_heads, L), jnp.float32)))(qkv, sin, cos)
+  return out, (qkv, sin, cos, out, lse_BxHxL)
+
+
+def _fused_qkv_bwd(num_heads, residuals, dout):
+  del num_heads
+  qkv, sin, cos, out, lse = residuals
+  dqkv = jax.ffi.ffi_call(
+      "mobilellm_fused_attention_bwd", jax.ShapeDtypeStruct(qkv.shape, qkv.dtype))(
+          qkv, sin, cos, out, lse, dout.astype(qkv.dtype))
+  # The angles are functions of positions, not parameters: no gradient flows to them.
+  return dqkv, jnp.zeros_like(sin), jnp.zeros_like(cos)
+
+
+fused_cpu_qkv_attention.defvjp(_fused_qkv_fwd, _fused_qkv_bwd)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mobilellm_jax import feedforward
-from mobilellm_jax.attention import causal_attention
+from mobilellm_jax.attention import causal_attention, fused_cpu_qkv_attention, resolve
 from mobilellm_jax.dense import dense, matmul_bwd, matmul_fwd
 from mobilellm_jax.norm import rms_norm, rms_norm_into
 from mobilellm_jax.schedule import layer_passes
@@ -120,13 +120,16 @@ class Attention(nnx.Module):
     w_DxM = jnp.concatenate([w[...].reshape(D, -1) for w in
                              (self.wq_DxHxE, self.wk_DxKxE, self.wv_DxKxE)], axis=1).astype(dt)
     qkv_BxLxM = norm.into(_normed_matmul, x_BxLxD, w_DxM)
-    q_BxLxHxE = qkv_BxLxM[..., :H * E].reshape(*qkv_BxLxM.shape[:-1], H, E)
-    k_BxLxKxE = qkv_BxLxM[..., H * E:(H + K) * E].reshape(*qkv_BxLxM.shape[:-1], K, E)
-    v_BxLxKxE = qkv_BxLxM[..., (H + K) * E:].reshape(*qkv_BxLxM.shape[:-1], K, E)
-    q_BxLxHxE = apply_rope(q_BxLxHxE, sin, cos)
-    k_BxLxKxE = apply_rope(k_BxLxKxE, sin, cos)
-    out_BxLxHxE = causal_attention(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE, impl=self.impl,
-                                   block_size=self.block_size)
+    if resolve(self.impl, dt, E) == "fused_cpu":  # the kernel reads qkv in place, does RoPE
+      out_BxLxHxE = fused_cpu_qkv_attention(qkv_BxLxM, sin, cos, H)
+    else:
+      q_BxLxHxE = qkv_BxLxM[..., :H * E].reshape(*qkv_BxLxM.shape[:-1], H, E)
+      k_BxLxKxE = qkv_BxLxM[..., H * E:(H + K) * E].reshape(*qkv_BxLxM.shape[:-1], K, E)
+      v_BxLxKxE = qkv_BxLxM[..., (H + K) * E:].reshape(*qkv_BxLxM.shape[:-1], K, E)
+      q_BxLxHxE = apply_rope(q_BxLxHxE, sin, cos)
+      k_BxLxKxE = apply_rope(k_BxLxKxE, sin, cos)
+      out_BxLxHxE = causal_attention(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE, impl=self.impl,
+                                     block_size=self.block_size)
     return dense(out_BxLxHxE, self.wo_HxExD[...].astype(dt), 2)
 
 

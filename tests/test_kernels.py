@@ -43,6 +43,39 @@ def test_attention_kernels_match_xla(impl, heads, kv_heads, length, head_dim, bl
   assert _max_rel_err(ours, reference) < (3e-5 if impl == "fused_cpu" else 1e-5)
 
 
+@pytest.mark.parametrize("heads,kv_heads,length,head_dim", [
+    (4, 2, 200, 32),  # the cpu preset's heads, 4 key tiles with an uneven last one
+    (9, 3, 70, 64),  # MobileLLM-125M's heads
+    (3, 3, 33, 24),  # one query head per kv head, head_dim not a power of two
+])
+def test_fused_qkv_attention_matches_rope_then_xla(heads, kv_heads, length, head_dim):
+  """The kernel's own RoPE and qkv slicing against model.apply_rope and XLA's attention, at
+  positions that do not start at 0 (as in a packed or shifted batch)."""
+  from mobilellm_jax.model import apply_rope, rope_sin_cos
+  B, H, K, E = 2, heads, kv_heads, head_dim
+  qkv = _random((B, length, (H + 2 * K) * E), 0)
+  positions = jnp.arange(length)[None] + jnp.array([[3], [40]])
+  sin, cos = rope_sin_cos(positions, E, 10000.0)
+  weights = _random((B, length, H, E), 1)
+
+  def reference(qkv):
+    q, k, v = jnp.split(qkv, [H * E, (H + K) * E], axis=-1)
+    q = apply_rope(q.reshape(B, length, H, E), sin, cos)
+    k = apply_rope(k.reshape(B, length, K, E), sin, cos)
+    out = jax.nn.dot_product_attention(q, k, v.reshape(B, length, K, E), is_causal=True)
+    return jnp.sum(weights * out)
+
+  def fused(qkv):
+    return jnp.sum(weights * attention.fused_cpu_qkv_attention(qkv, sin, cos, H))
+
+  ours = jax.jit(jax.value_and_grad(fused))(qkv)
+  ref = jax.jit(jax.value_and_grad(reference))(qkv)
+  assert _max_rel_err(ours, ref) < 3e-5
+  # Every part of qkv gets its gradient (q, k and v slices all written by the kernel).
+  for part in jnp.split(ours[1], [H * E, (H + K) * E], axis=-1):
+    assert float(jnp.min(jnp.max(jnp.abs(part), axis=-1))) > 0
+
+
 @pytest.mark.parametrize("run", [
     jax.jit(lambda q, k, v: attention.blocked_attention(q, k, v, 3)),
     jax.jit(attention.fused_cpu_attention)])

@@ -20,7 +20,9 @@ import jaxlib
 
 SOURCE = os.path.join(os.path.dirname(__file__), "cpu_attention.cc")
 TARGETS = {"mobilellm_attention_fwd": "MobilellmAttentionForward",
-           "mobilellm_attention_bwd": "MobilellmAttentionBackward"}
+           "mobilellm_attention_bwd": "MobilellmAttentionBackward",
+           "mobilellm_fused_attention_fwd": "MobilellmFusedAttentionForward",
+           "mobilellm_fused_attention_bwd": "MobilellmFusedAttentionBackward"}
 
 
 class NativeBuildError(RuntimeError):

@@ -10,6 +10,9 @@
 //
 // Layouts (row-major): q, out, dout, dq [B, L, H, E]; k, v, dk, dv [B, L, K, E]; lse [B, H, L].
 // Query head h uses kv head h / (H / K). E must be a multiple of 8 (checked in Python).
+// The "fused" entry points take q, k and v as slices of one projection qkv [B, L, (H + 2K) E]
+// and the RoPE angles sin, cos [B, L, E/2]: each item rotates its query and key rows as it
+// gathers them, and rotates the gradients back as it writes dqkv [B, L, (H + 2K) E] whole.
 
 #include <algorithm>
 #include <atomic>
@@ -32,8 +35,50 @@ typedef float v8 __attribute__((vector_size(32)));  // GCC/Clang vector extensio
 
 struct Dims {
   int64_t B, L, H, K, E;
+  // Floats from one position's row to the next in q (and dq) and in k, v (and dk, dv): H * E and
+  // K * E for separate arrays, (H + 2K) * E when all three are slices of one fused projection.
+  int64_t q_stride, kv_stride;
+  // RoPE angles [B, L, E/2] (rotate-half layout), or null: q and k arrive already rotated.
+  const float* sin = nullptr;
+  const float* cos = nullptr;
   int64_t G() const { return H / K; }
+  int64_t q_at(int64_t b, int64_t pos, int64_t h) const { return (b * L + pos) * q_stride + h * E; }
+  int64_t kv_at(int64_t b, int64_t pos, int64_t kh) const {
+    return (b * L + pos) * kv_stride + kh * E;
+  }
 };
+
+// dst = x rotated by the RoPE angles of (b, pos) (a copy when the Dims carry none).
+inline void rope_row(const float* x, const Dims& d, int64_t b, int64_t pos, float* dst) {
+  if (!d.sin) {
+    std::memcpy(dst, x, d.E * sizeof(float));
+    return;
+  }
+  const int64_t half = d.E / 2;
+  const float* s = d.sin + (b * d.L + pos) * half;
+  const float* c = d.cos + (b * d.L + pos) * half;
+  for (int64_t i = 0; i < half; ++i) {
+    const float x1 = x[i], x2 = x[i + half];
+    dst[i] = x1 * c[i] - x2 * s[i];
+    dst[i + half] = x2 * c[i] + x1 * s[i];
+  }
+}
+
+// The gradient through rope_row: dst = g rotated back (the rotation's transpose).
+inline void unrope_row(const float* g, const Dims& d, int64_t b, int64_t pos, float* dst) {
+  if (!d.sin) {
+    std::memcpy(dst, g, d.E * sizeof(float));
+    return;
+  }
+  const int64_t half = d.E / 2;
+  const float* s = d.sin + (b * d.L + pos) * half;
+  const float* c = d.cos + (b * d.L + pos) * half;
+  for (int64_t i = 0; i < half; ++i) {
+    const float g1 = g[i], g2 = g[i + half];
+    dst[i] = g1 * c[i] + g2 * s[i];
+    dst[i + half] = g2 * c[i] - g1 * s[i];
+  }
+}
 
 inline v8 load8(const float* p) { v8 r; std::memcpy(&r, p, sizeof(r)); return r; }
 inline void store8(float* p, v8 x) { std::memcpy(p, &x, sizeof(x)); }
@@ -216,15 +261,31 @@ inline void add_outer_rows(const float* w, const float* const* x, int64_t n, int
 }
 
 // Loads keys [k0, k0 + n) of kv head `kh` of batch b into a transposed [E][kTile] tile (zero
-// padded) and, if `rows` is given, also as rows [kTile][E].
+// padded) and, if `rows` is given, also as rows [kTile][E]; rotated by RoPE when `rotate`.
 void load_tile(const float* x, const Dims& d, int64_t b, int64_t kh, int64_t k0, int64_t n,
-               float* tileT, float* rows) {
+               bool rotate, float* tileT, float* rows) {
   std::fill(tileT, tileT + d.E * kTile, 0.0f);
+  std::vector<float> row(d.E);
   for (int64_t j = 0; j < n; ++j) {
-    const float* src = x + ((b * d.L + k0 + j) * d.K + kh) * d.E;
+    const float* src = x + d.kv_at(b, k0 + j, kh);
+    if (rotate && d.sin) {
+      rope_row(src, d, b, k0 + j, row.data());
+      src = row.data();
+    }
     for (int64_t e = 0; e < d.E; ++e) tileT[e * kTile + j] = src[e];
     if (rows) std::memcpy(rows + j * d.E, src, d.E * sizeof(float));
   }
+}
+
+// This item's query rows (its G heads, every position) gathered into [L][G][E], rotated by RoPE
+// when the Dims carry angles: contiguous rows for the loops below.
+std::vector<float> gather_queries(const float* q, const Dims& d, int64_t b, int64_t kh) {
+  const int64_t G = d.G(), E = d.E;
+  std::vector<float> rows(d.L * G * E);
+  for (int64_t pos = 0; pos < d.L; ++pos)
+    for (int64_t g = 0; g < G; ++g)
+      rope_row(q + d.q_at(b, pos, kh * G + g), d, b, pos, &rows[(pos * G + g) * E]);
+  return rows;
 }
 
 // Runs fn(i) for i in [0, n) on the caller and XLA's intra-op pool. Pool tasks that start after
@@ -289,10 +350,11 @@ void forward_item(const float* q, const float* k, const float* v, float* out, fl
       acc(R * E);
   for (int64_t k0 = 0; k0 < L; k0 += kTile) {
     const int64_t kn = std::min(kTile, L - k0);
-    load_tile(k, d, b, kh, k0, kn, &kT[k0 * E], nullptr);
+    load_tile(k, d, b, kh, k0, kn, true, &kT[k0 * E], nullptr);
     for (int64_t j = 0; j < kn; ++j)
-      std::memcpy(&vrows[(k0 + j) * E], v + ((b * L + k0 + j) * d.K + kh) * E, E * sizeof(float));
+      std::memcpy(&vrows[(k0 + j) * E], v + d.kv_at(b, k0 + j, kh), E * sizeof(float));
   }
+  const std::vector<float> qrows = gather_queries(q, d, b, kh);
   for (int64_t q0 = 0; q0 < L; q0 += kTile) {
     const int64_t qn = std::min(kTile, L - q0);
     std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
@@ -303,13 +365,12 @@ void forward_item(const float* q, const float* k, const float* v, float* out, fl
       const float* tileT = &kT[k0 * E];
       const float* tile_rows = &vrows[k0 * E];
       for (int64_t g = 0; g < G; ++g) {
-        const int64_t h = kh * G + g;
-        const float* qh = q + (b * L * d.H + h) * E;  // row pos at qh + pos * H * E
+        const float* qh = &qrows[g * E];  // row pos at qh + pos * G * E
         int64_t i = 0;
         for (; i + 1 < qn; i += 2) {  // pairs of rows share the tile loads
           const int64_t pos = q0 + i, r = g * kTile + i;
           const int64_t visible = std::min(kn, pos - k0 + 1), visible_b = std::min(kn, visible + 1);
-          two_rows_times_tile(qh + pos * d.H * E, qh + (pos + 1) * d.H * E, tileT, E, scale,
+          two_rows_times_tile(qh + pos * G * E, qh + (pos + 1) * G * E, tileT, E, scale,
                               s.data(), s.data() + kTile, visible_b);
           const float ca = softmax_tile(s.data(), visible, m[r], l[r]);
           const float cb = softmax_tile(s.data() + kTile, visible_b, m[r + 1], l[r + 1]);
@@ -319,7 +380,7 @@ void forward_item(const float* q, const float* k, const float* v, float* out, fl
         if (i < qn) {  // an odd row out
           const int64_t pos = q0 + i, r = g * kTile + i;
           const int64_t visible = std::min(kn, pos - k0 + 1);
-          row_times_tile(qh + pos * d.H * E, tileT, E, scale, s.data());
+          row_times_tile(qh + pos * G * E, tileT, E, scale, s.data());
           const float c = softmax_tile(s.data(), visible, m[r], l[r]);
           accumulate_rows(s.data(), tile_rows, visible, E, c, &acc[r * E]);
         }
@@ -346,20 +407,23 @@ void backward_item(const float* q, const float* k, const float* v, const float* 
   std::vector<float> kT(E * kTile), krows(kTile * E), vT(E * kTile), p(kRows * kTile),
       ds(kRows * kTile);
   std::vector<float> dk_acc(kTile * E), dv_acc(kTile * E), delta(G * L);
-  for (int64_t g = 0; g < G; ++g) {  // delta = rowsum(dout * out); zero this item's dq rows
+  // Query rows and their gradient in [L][G][E] item order (rotated by RoPE, when it applies;
+  // the gradient is rotated back as it is written out).
+  const std::vector<float> qrows = gather_queries(q, d, b, kh);
+  std::vector<float> dqrows(L * G * E, 0.0f);
+  for (int64_t g = 0; g < G; ++g) {  // delta = rowsum(dout * out)
     const int64_t h = kh * G + g;
     for (int64_t pos = 0; pos < L; ++pos) {
       const int64_t at = ((b * L + pos) * d.H + h) * E;
       float sum = 0.0f;
       for (int64_t e = 0; e < E; ++e) sum += dout[at + e] * out[at + e];
       delta[g * L + pos] = sum;
-      std::fill(dq + at, dq + at + E, 0.0f);
     }
   }
   for (int64_t k0 = 0; k0 < L; k0 += kTile) {
     const int64_t kn = std::min(kTile, L - k0);
-    load_tile(k, d, b, kh, k0, kn, kT.data(), krows.data());
-    load_tile(v, d, b, kh, k0, kn, vT.data(), nullptr);
+    load_tile(k, d, b, kh, k0, kn, true, kT.data(), krows.data());
+    load_tile(v, d, b, kh, k0, kn, false, vT.data(), nullptr);
     std::fill(dk_acc.begin(), dk_acc.end(), 0.0f);
     std::fill(dv_acc.begin(), dv_acc.end(), 0.0f);
     for (int64_t g = 0; g < G; ++g) {
@@ -374,10 +438,9 @@ void backward_item(const float* q, const float* k, const float* v, const float* 
         int64_t visible_of[kRows];
         for (int64_t i = 0; i < kRows; ++i) {
           const int64_t pos = p0 + std::min(i, rows - 1);  // pad by repeating a row, weight 0
-          const int64_t at = ((b * L + pos) * d.H + h) * E;
-          qs[i] = q + at;
-          dos[i] = dout + at;
-          dqs[i] = dq + at;
+          qs[i] = &qrows[(pos * G + g) * E];
+          dos[i] = dout + ((b * L + pos) * d.H + h) * E;
+          dqs[i] = &dqrows[(pos * G + g) * E];
           visible_of[i] = std::min(kn, pos - k0 + 1);
         }
         for (int64_t i = 0; i < kRows; i += 2) {  // scores and dp = dout . v, two rows at a time
@@ -418,26 +481,53 @@ void backward_item(const float* q, const float* k, const float* v, const float* 
       }
     }
     for (int64_t j = 0; j < kn; ++j) {
-      const int64_t at = ((b * L + k0 + j) * d.K + kh) * E;
-      std::memcpy(dk + at, &dk_acc[j * E], E * sizeof(float));
+      const int64_t at = d.kv_at(b, k0 + j, kh);
+      unrope_row(&dk_acc[j * E], d, b, k0 + j, dk + at);
       std::memcpy(dv + at, &dv_acc[j * E], E * sizeof(float));
     }
   }
+  for (int64_t pos = 0; pos < L; ++pos)
+    for (int64_t g = 0; g < G; ++g)
+      unrope_row(&dqrows[(pos * G + g) * E], d, b, pos, dq + d.q_at(b, pos, kh * G + g));
 }
 
 Dims dims_of(ffi::Buffer<ffi::F32>& q, ffi::Buffer<ffi::F32>& k) {
   auto qd = q.dimensions(), kd = k.dimensions();
-  return Dims{qd[0], qd[1], qd[2], kd[2], qd[3]};
+  return Dims{qd[0], qd[1], qd[2], kd[2], qd[3], qd[2] * qd[3], kd[2] * qd[3]};
+}
+
+// q, k and v as slices of one fused projection qkv [B, L, (H + 2K) E] (H query heads first, then
+// K key heads, then K value heads), RoPE applied inside; H and E come from out [B, L, H, E].
+Dims fused_dims_of(ffi::Buffer<ffi::F32>& qkv, ffi::Buffer<ffi::F32>& sin,
+                   ffi::Buffer<ffi::F32>& cos, ffi::Span<const int64_t> out_dims) {
+  auto d = qkv.dimensions();
+  const int64_t H = out_dims[2], E = out_dims[3];
+  Dims dims{d[0], d[1], H, (d[2] / E - H) / 2, E, d[2], d[2]};
+  dims.sin = sin.typed_data();
+  dims.cos = cos.typed_data();
+  return dims;
+}
+
+void run_forward(ffi::ThreadPool& pool, const float* q, const float* k, const float* v,
+                 float* out, float* lse, const Dims& d) {
+  parallel_for(pool, d.B * d.K, [&](int64_t i) {
+    forward_item(q, k, v, out, lse, d, i / d.K, i % d.K);
+  });
+}
+
+void run_backward(ffi::ThreadPool& pool, const float* q, const float* k, const float* v,
+                  const float* out, const float* lse, const float* dout, float* dq, float* dk,
+                  float* dv, const Dims& d) {
+  parallel_for(pool, d.B * d.K, [&](int64_t i) {
+    backward_item(q, k, v, out, lse, dout, dq, dk, dv, d, i / d.K, i % d.K);
+  });
 }
 
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
                    ffi::Buffer<ffi::F32> v, ffi::ResultBuffer<ffi::F32> out,
                    ffi::ResultBuffer<ffi::F32> lse) {
-  const Dims d = dims_of(q, k);
-  parallel_for(pool, d.B * d.K, [&](int64_t i) {
-    forward_item(q.typed_data(), k.typed_data(), v.typed_data(), out->typed_data(),
-                 lse->typed_data(), d, i / d.K, i % d.K);
-  });
+  run_forward(pool, q.typed_data(), k.typed_data(), v.typed_data(), out->typed_data(),
+              lse->typed_data(), dims_of(q, k));
   return ffi::Error::Success();
 }
 
@@ -446,12 +536,32 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<f
                     ffi::Buffer<ffi::F32> lse, ffi::Buffer<ffi::F32> dout,
                     ffi::ResultBuffer<ffi::F32> dq, ffi::ResultBuffer<ffi::F32> dk,
                     ffi::ResultBuffer<ffi::F32> dv) {
-  const Dims d = dims_of(q, k);
-  parallel_for(pool, d.B * d.K, [&](int64_t i) {
-    backward_item(q.typed_data(), k.typed_data(), v.typed_data(), out.typed_data(),
-                  lse.typed_data(), dout.typed_data(), dq->typed_data(), dk->typed_data(),
-                  dv->typed_data(), d, i / d.K, i % d.K);
-  });
+  run_backward(pool, q.typed_data(), k.typed_data(), v.typed_data(), out.typed_data(),
+               lse.typed_data(), dout.typed_data(), dq->typed_data(), dk->typed_data(),
+               dv->typed_data(), dims_of(q, k));
+  return ffi::Error::Success();
+}
+
+ffi::Error FusedForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::Buffer<ffi::F32> sin,
+                        ffi::Buffer<ffi::F32> cos, ffi::ResultBuffer<ffi::F32> out,
+                        ffi::ResultBuffer<ffi::F32> lse) {
+  const Dims d = fused_dims_of(qkv, sin, cos, out->dimensions());
+  const float* x = qkv.typed_data();
+  run_forward(pool, x, x + d.H * d.E, x + (d.H + d.K) * d.E, out->typed_data(),
+              lse->typed_data(), d);
+  return ffi::Error::Success();
+}
+
+ffi::Error FusedBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv,
+                         ffi::Buffer<ffi::F32> sin, ffi::Buffer<ffi::F32> cos,
+                         ffi::Buffer<ffi::F32> out, ffi::Buffer<ffi::F32> lse,
+                         ffi::Buffer<ffi::F32> dout, ffi::ResultBuffer<ffi::F32> dqkv) {
+  const Dims d = fused_dims_of(qkv, sin, cos, out.dimensions());
+  const float* x = qkv.typed_data();
+  float* dx = dqkv->typed_data();
+  const int64_t k_off = d.H * d.E, v_off = (d.H + d.K) * d.E;
+  run_backward(pool, x, x + k_off, x + v_off, out.typed_data(), lse.typed_data(),
+               dout.typed_data(), dx, dx + k_off, dx + v_off, d);
   return ffi::Error::Success();
 }
 
@@ -477,4 +587,24 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilellmAttentionBackward, Backward,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilellmFusedAttentionForward, FusedForward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilellmFusedAttentionBackward, FusedBackward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>());
