@@ -48,8 +48,10 @@ struct Dims {
   }
 };
 
-// dst = x rotated by the RoPE angles of (b, pos) (a copy when the Dims carry none).
-inline void rope_row(const float* x, const Dims& d, int64_t b, int64_t pos, float* dst) {
+// dst = x rotated by the RoPE angles of (b, pos), or rotated back when `back` (the rotation's
+// transpose: how a gradient passes through it); a copy when the Dims carry no angles.
+inline void rope_row(const float* x, const Dims& d, int64_t b, int64_t pos, bool back,
+                     float* dst) {
   if (!d.sin) {
     std::memcpy(dst, x, d.E * sizeof(float));
     return;
@@ -57,26 +59,11 @@ inline void rope_row(const float* x, const Dims& d, int64_t b, int64_t pos, floa
   const int64_t half = d.E / 2;
   const float* s = d.sin + (b * d.L + pos) * half;
   const float* c = d.cos + (b * d.L + pos) * half;
+  const float sign = back ? -1.0f : 1.0f;
   for (int64_t i = 0; i < half; ++i) {
     const float x1 = x[i], x2 = x[i + half];
-    dst[i] = x1 * c[i] - x2 * s[i];
-    dst[i + half] = x2 * c[i] + x1 * s[i];
-  }
-}
-
-// The gradient through rope_row: dst = g rotated back (the rotation's transpose).
-inline void unrope_row(const float* g, const Dims& d, int64_t b, int64_t pos, float* dst) {
-  if (!d.sin) {
-    std::memcpy(dst, g, d.E * sizeof(float));
-    return;
-  }
-  const int64_t half = d.E / 2;
-  const float* s = d.sin + (b * d.L + pos) * half;
-  const float* c = d.cos + (b * d.L + pos) * half;
-  for (int64_t i = 0; i < half; ++i) {
-    const float g1 = g[i], g2 = g[i + half];
-    dst[i] = g1 * c[i] + g2 * s[i];
-    dst[i + half] = g2 * c[i] - g1 * s[i];
+    dst[i] = x1 * c[i] - sign * x2 * s[i];
+    dst[i + half] = x2 * c[i] + sign * x1 * s[i];
   }
 }
 
@@ -269,7 +256,7 @@ void load_tile(const float* x, const Dims& d, int64_t b, int64_t kh, int64_t k0,
   for (int64_t j = 0; j < n; ++j) {
     const float* src = x + d.kv_at(b, k0 + j, kh);
     if (rotate && d.sin) {
-      rope_row(src, d, b, k0 + j, row.data());
+      rope_row(src, d, b, k0 + j, false, row.data());
       src = row.data();
     }
     for (int64_t e = 0; e < d.E; ++e) tileT[e * kTile + j] = src[e];
@@ -284,7 +271,7 @@ std::vector<float> gather_queries(const float* q, const Dims& d, int64_t b, int6
   std::vector<float> rows(d.L * G * E);
   for (int64_t pos = 0; pos < d.L; ++pos)
     for (int64_t g = 0; g < G; ++g)
-      rope_row(q + d.q_at(b, pos, kh * G + g), d, b, pos, &rows[(pos * G + g) * E]);
+      rope_row(q + d.q_at(b, pos, kh * G + g), d, b, pos, false, &rows[(pos * G + g) * E]);
   return rows;
 }
 
@@ -482,13 +469,13 @@ void backward_item(const float* q, const float* k, const float* v, const float* 
     }
     for (int64_t j = 0; j < kn; ++j) {
       const int64_t at = d.kv_at(b, k0 + j, kh);
-      unrope_row(&dk_acc[j * E], d, b, k0 + j, dk + at);
+      rope_row(&dk_acc[j * E], d, b, k0 + j, true, dk + at);
       std::memcpy(dv + at, &dv_acc[j * E], E * sizeof(float));
     }
   }
   for (int64_t pos = 0; pos < L; ++pos)
     for (int64_t g = 0; g < G; ++g)
-      unrope_row(&dqrows[(pos * G + g) * E], d, b, pos, dq + d.q_at(b, pos, kh * G + g));
+      rope_row(&dqrows[(pos * G + g) * E], d, b, pos, true, dq + d.q_at(b, pos, kh * G + g));
 }
 
 Dims dims_of(ffi::Buffer<ffi::F32>& q, ffi::Buffer<ffi::F32>& k) {
@@ -567,44 +554,19 @@ ffi::Error FusedBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv,
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilellmAttentionForward, Forward,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
+// The handlers' signatures: XLA's intra-op thread pool, float32 input buffers, float32 outputs.
+#define F32_IN .Arg<ffi::Buffer<ffi::F32>>()
+#define F32_OUT .Ret<ffi::Buffer<ffi::F32>>()
+#define WITH_POOL ffi::Ffi::Bind().Ctx<ffi::ThreadPool>()
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilellmAttentionForward, Forward,  // q, k, v -> out, lse
+                              WITH_POOL F32_IN F32_IN F32_IN F32_OUT F32_OUT);
+// q, k, v, out, lse, dout -> dq, dk, dv
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilellmAttentionBackward, Backward,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilellmFusedAttentionForward, FusedForward,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
-
+                              WITH_POOL F32_IN F32_IN F32_IN F32_IN F32_IN F32_IN
+                                  F32_OUT F32_OUT F32_OUT);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilellmFusedAttentionForward, FusedForward,  // qkv, sin, cos
+                              WITH_POOL F32_IN F32_IN F32_IN F32_OUT F32_OUT);
+// qkv, sin, cos, out, lse, dout -> dqkv
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilellmFusedAttentionBackward, FusedBackward,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
+                              WITH_POOL F32_IN F32_IN F32_IN F32_IN F32_IN F32_IN F32_OUT);
