@@ -252,10 +252,11 @@ inline void add_outer_rows(const float* w, const float* const* x, int64_t n, int
 void load_tile(const float* x, const Dims& d, int64_t b, int64_t kh, int64_t k0, int64_t n,
                bool rotate, float* tileT, float* rows) {
   std::fill(tileT, tileT + d.E * kTile, 0.0f);
-  std::vector<float> row(d.E);
+  const bool rotating = rotate && d.sin;
+  std::vector<float> row(rotating ? d.E : 0);  // scratch for one rotated key
   for (int64_t j = 0; j < n; ++j) {
     const float* src = x + d.kv_at(b, k0 + j, kh);
-    if (rotate && d.sin) {
+    if (rotating) {
       rope_row(src, d, b, k0 + j, false, row.data());
       src = row.data();
     }
