@@ -66,4 +66,9 @@ def matmul_fwd(x_xI, w_IxO):
 def matmul_bwd(x_xI, w_IxO, dy_xO):
   """(d input, d weight) of y = x @ w (any leading axes), given d y."""
   dw = weight_grad(x_xI.reshape(-1, w_IxO.shape[0]), dy_xO.reshape(-1, w_IxO.shape[1]))
-  return jnp.einsum("...o,io->...i", dy_xO, w_IxO), dw
+  return input_grad(w_IxO, dy_xO), dw
+
+
+def input_grad(w_IxO, dy_xO):
+  """d input of y = x @ w (any leading axes), given d y."""
+  return jnp.einsum("...o,io->...i", dy_xO, w_IxO)

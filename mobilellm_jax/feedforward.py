@@ -14,7 +14,8 @@ Weights arrive already cast to the compute dtype; elementwise math runs in float
 import jax
 import jax.numpy as jnp
 
-from mobilellm_jax.dense import matmul_bwd
+from mobilellm_jax import native
+from mobilellm_jax.dense import input_grad, matmul_bwd, weight_grad
 
 
 @jax.custom_vjp
@@ -34,16 +35,36 @@ def swiglu_fwd(x, w_gate, w_up, w_down):
 def swiglu_bwd(x, residuals, dout_BxLxD):
   """(dx, dw_gate, dw_up, dw_down), given x again and swiglu_fwd's residuals."""
   gate, up, w_gate, w_up, w_down = residuals
-  g, u = gate.astype(jnp.float32), up.astype(jnp.float32)
-  sig = jax.nn.sigmoid(g)
-  silu = g * sig
-  dhidden, dw_down = matmul_bwd((silu * u).astype(x.dtype), w_down, dout_BxLxD)
-  dhidden = dhidden.astype(jnp.float32)
-  dgate = (dhidden * u * sig * (1.0 + g * (1.0 - sig))).astype(x.dtype)  # silu' = s(1 + g(1-s))
-  dup = (dhidden * silu).astype(x.dtype)
+  hidden, dgate, dup = gating_grads(gate, up, input_grad(w_down, dout_BxLxD))
+  F, D = w_down.shape
+  dw_down = weight_grad(hidden.reshape(-1, F), dout_BxLxD.reshape(-1, D))
   dx_gate, dw_gate = matmul_bwd(x, w_gate, dgate)
   dx_up, dw_up = matmul_bwd(x, w_up, dup)
   return dx_gate + dx_up, dw_gate, dw_up, dw_down
+
+
+def gating_grads(gate, up, dhidden):
+  """(hidden, dgate, dup) = (silu(g) u, dh u silu'(g), dh silu(g)), in gate's dtype, computed in
+  float32: what SwiGLU's backward pass needs between its matmuls. On CPU in float32, one pass of
+  the C++ kernel (native/cpu_swiglu.cc) instead of XLA's four; elsewhere `gating_grads_xla`."""
+  if (jax.default_backend() == "cpu" and gate.dtype == up.dtype == dhidden.dtype == jnp.float32
+      and native.build_error() is None):
+    return gating_grads_native(gate, up, dhidden)
+  return gating_grads_xla(gate, up, dhidden)
+
+
+def gating_grads_native(gate, up, dhidden):
+  native.load()
+  out = jax.ShapeDtypeStruct(gate.shape, jnp.float32)
+  return tuple(jax.ffi.ffi_call("mobilellm_swiglu_bwd", (out, out, out))(gate, up, dhidden))
+
+
+def gating_grads_xla(gate, up, dhidden):
+  g, u, dh = (a.astype(jnp.float32) for a in (gate, up, dhidden))
+  sig = jax.nn.sigmoid(g)
+  silu = g * sig
+  return tuple(a.astype(gate.dtype) for a in (
+      silu * u, dh * u * sig * (1.0 + g * (1.0 - sig)), dh * silu))  # silu' = s(1 + g(1-s))
 
 
 def _saving_input(fwd, bwd):

@@ -195,9 +195,25 @@ def test_chunk_length_reaches_model_width():
     assert c == without or batch * c < dim + batch  # grown, but to no more than ~dim tokens
 
 
+@pytest.mark.parametrize("shape", [(3, 5, 40), (70000,), (2, 17)])
+def test_swiglu_gating_kernel_matches_xla(shape):
+  """The C++ pass gives XLA's numbers: on a tail that is no multiple of 8, across several work
+  items (70000 elements), and at gate values where the sigmoid saturates."""
+  gate = 6.0 * _random(shape, 0)
+  gate = gate.reshape(-1).at[:4].set(jnp.array([-120.0, -90.0, 90.0, 0.0])).reshape(shape)
+  up, dhidden = _random(shape, 1), _random(shape, 2)
+  ours = feedforward.gating_grads_native(gate, up, dhidden)
+  theirs = feedforward.gating_grads_xla(gate, up, dhidden)
+  for a, b in zip(ours, theirs):
+    assert a.shape == b.shape and a.dtype == b.dtype == jnp.float32
+    np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6)
+  bf16 = [a.astype(jnp.bfloat16) for a in (gate, up, dhidden)]
+  assert all(a.dtype == jnp.bfloat16 for a in feedforward.gating_grads(*bf16))  # XLA's path
+
+
 def test_native_build_failure_is_reported(tmp_path, monkeypatch):
   monkeypatch.setenv("CXX", "false")  # a "compiler" that always fails
-  with pytest.raises(native.NativeBuildError, match=r"building .*cpu_attention\.cc failed"):
+  with pytest.raises(native.NativeBuildError, match=r"building .*cpu_attention\.cc, .*cpu_swiglu\.cc failed"):
     native._build(str(tmp_path / "kernel.so"))
   assert not list(tmp_path.iterdir())  # no half-written library left behind
 

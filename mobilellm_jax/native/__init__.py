@@ -1,5 +1,6 @@
 """C++ kernels for XLA:CPU, built on first use with the system C++ compiler and called via the
-XLA FFI. One kernel today: fused causal attention (cpu_attention.cc).
+XLA FFI: fused causal attention (cpu_attention.cc) and SwiGLU's element-wise backward pass
+(cpu_swiglu.cc); cpu_common.h holds what they share.
 
 The shared library is compiled once per (source, jaxlib, CPU) into ~/.cache/mobilellm_jax/native
 (MOBILELLM_NATIVE_CACHE overrides) and reused; a build takes ~10 s. Without a compiler, `load()`
@@ -18,11 +19,14 @@ import tempfile
 import jax
 import jaxlib
 
-SOURCE = os.path.join(os.path.dirname(__file__), "cpu_attention.cc")
+_HERE = os.path.dirname(__file__)
+SOURCES = [os.path.join(_HERE, name) for name in ("cpu_attention.cc", "cpu_swiglu.cc")]
+HEADERS = [os.path.join(_HERE, "cpu_common.h")]
 TARGETS = {"mobilellm_attention_fwd": "MobilellmAttentionForward",
            "mobilellm_attention_bwd": "MobilellmAttentionBackward",
            "mobilellm_fused_attention_fwd": "MobilellmFusedAttentionForward",
-           "mobilellm_fused_attention_bwd": "MobilellmFusedAttentionBackward"}
+           "mobilellm_fused_attention_bwd": "MobilellmFusedAttentionBackward",
+           "mobilellm_swiglu_bwd": "MobilellmSwigluBackward"}
 
 
 class NativeBuildError(RuntimeError):
@@ -40,28 +44,30 @@ def _cpu_signature() -> str:
 
 
 def _library_path() -> str:
-  with open(SOURCE, "rb") as f:
-    key = hashlib.sha256(f.read() + jaxlib.__version__.encode() + _cpu_signature().encode())
+  key = hashlib.sha256(jaxlib.__version__.encode() + _cpu_signature().encode())
+  for path in SOURCES + HEADERS:
+    with open(path, "rb") as f:
+      key.update(f.read())
   cache = os.environ.get("MOBILELLM_NATIVE_CACHE") or os.path.join(
       os.path.expanduser("~"), ".cache", "mobilellm_jax", "native")
-  return os.path.join(cache, f"cpu_attention-{key.hexdigest()[:16]}.so")
+  return os.path.join(cache, f"kernels-{key.hexdigest()[:16]}.so")
 
 
 def _build(path: str) -> None:
   compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
   if not compiler:
     raise NativeBuildError("no C++ compiler found (set CXX or install g++) to build "
-                           f"{SOURCE}")
+                           f"{', '.join(SOURCES)}")
   os.makedirs(os.path.dirname(path), exist_ok=True)
   # Build to a temporary name and rename: concurrent processes never load a half-written file.
   fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
   os.close(fd)
   cmd = [compiler, "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC",
-         "-fno-math-errno", "-I", jax.ffi.include_dir(), SOURCE, "-o", tmp]
+         "-fno-math-errno", "-I", jax.ffi.include_dir(), *SOURCES, "-o", tmp]
   result = subprocess.run(cmd, capture_output=True, text=True)
   if result.returncode != 0:
     os.unlink(tmp)
-    raise NativeBuildError(f"building {SOURCE} failed ({' '.join(cmd)}):\n"
+    raise NativeBuildError(f"building {', '.join(SOURCES)} failed ({' '.join(cmd)}):\n"
                            f"{result.stderr[-2000:]}")
   os.replace(tmp, path)
 

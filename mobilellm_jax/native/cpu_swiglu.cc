@@ -1,0 +1,55 @@
+// SwiGLU's element-wise backward pass in one pass over memory, for XLA:CPU (float32), called
+// through the XLA FFI.
+//
+// Why: given gate g, up u and the hidden gradient dh (all [tokens, ffn]), the backward pass needs
+// the hidden activation h = silu(g) u again (for the down projection's weight gradient) and
+// dg = dh u silu'(g), du = dh silu(g). XLA:CPU computes these as four separate loops (the
+// sigmoid is written out once and re-read by three consumers), about 94 MB of memory traffic per
+// cpu-preset layer; here one loop reads g, u, dh once and writes h, dg, du (38 MB).
+
+#include <cmath>
+
+#include "cpu_common.h"
+
+namespace {
+
+constexpr int64_t kChunk = 16384;  // elements per work item (64 KB per array)
+
+void swiglu_grads(const float* g, const float* u, const float* dh, float* h, float* dg,
+                  float* du, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const v8 gi = load8(g + i), ui = load8(u + i), dhi = load8(dh + i);
+    const v8 sig = 1.0f / (1.0f + exp8(-gi));
+    const v8 silu = gi * sig;
+    store8(h + i, silu * ui);
+    store8(dg + i, dhi * ui * sig * (1.0f + gi * (1.0f - sig)));  // silu' = s(1 + g(1 - s))
+    store8(du + i, dhi * silu);
+  }
+  for (; i < n; ++i) {
+    const float sig = 1.0f / (1.0f + std::exp(-g[i])), silu = g[i] * sig;
+    h[i] = silu * u[i];
+    dg[i] = dh[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
+    du[i] = dh[i] * silu;
+  }
+}
+
+ffi::Error SwigluBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> gate,
+                          ffi::Buffer<ffi::F32> up, ffi::Buffer<ffi::F32> dhidden,
+                          ffi::ResultBuffer<ffi::F32> hidden, ffi::ResultBuffer<ffi::F32> dgate,
+                          ffi::ResultBuffer<ffi::F32> dup) {
+  const int64_t n = gate.element_count();
+  const float *g = gate.typed_data(), *u = up.typed_data(), *dh = dhidden.typed_data();
+  float *h = hidden->typed_data(), *dg = dgate->typed_data(), *du = dup->typed_data();
+  parallel_for(pool, (n + kChunk - 1) / kChunk, [&](int64_t c) {
+    const int64_t at = c * kChunk;
+    swiglu_grads(g + at, u + at, dh + at, h + at, dg + at, du + at, std::min(kChunk, n - at));
+  });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+// gate, up, dhidden -> hidden, dgate, dup (all the same shape)
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MobilellmSwigluBackward, SwigluBackward,
+                              WITH_POOL F32_IN F32_IN F32_IN F32_OUT F32_OUT F32_OUT);
