@@ -47,8 +47,7 @@ def gating_grads(gate, up, dhidden):
   """(hidden, dgate, dup) = (silu(g) u, dh u silu'(g), dh silu(g)), in gate's dtype, computed in
   float32: what SwiGLU's backward pass needs between its matmuls. On CPU in float32, one pass of
   the C++ kernel (native/cpu_swiglu.cc) instead of XLA's four; elsewhere `gating_grads_xla`."""
-  if (jax.default_backend() == "cpu" and gate.dtype == up.dtype == dhidden.dtype == jnp.float32
-      and native.build_error() is None):
+  if native.runs_here(gate, up, dhidden):
     return gating_grads_native(gate, up, dhidden)
   return gating_grads_xla(gate, up, dhidden)
 

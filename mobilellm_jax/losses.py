@@ -12,7 +12,9 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from mobilellm_jax import native
 from mobilellm_jax.dense import wide_weight_grad
 
 CHUNK_LOGITS = 1 << 22  # CPU: 4M float32 logits = 16 MB per chunk (1024 tokens at vocab 4096)
@@ -59,6 +61,32 @@ def _nll_sum(logits_BxCxV, targets_BxC):
   return jnp.sum(log_z - target_logit), log_z
 
 
+def loss_and_logit_grads(logits_BxCxV, targets_BxC, count: int):
+  """(summed nll of the chunk, d(mean nll)/d logits = (softmax - onehot(target)) / count), float32.
+  On CPU one pass of the C++ kernel (native/cpu_cross_entropy.cc: each row read from memory once)
+  instead of XLA's four; elsewhere
+  `loss_and_logit_grads_xla`."""
+  if native.runs_here(logits_BxCxV):
+    return loss_and_logit_grads_native(logits_BxCxV, targets_BxC, count)
+  return loss_and_logit_grads_xla(logits_BxCxV, targets_BxC, count)
+
+
+def loss_and_logit_grads_native(logits_BxCxV, targets_BxC, count: int):
+  native.load()
+  dlogits, nll_BxC = jax.ffi.ffi_call(
+      "mobilellm_softmax_cross_entropy",
+      (jax.ShapeDtypeStruct(logits_BxCxV.shape, jnp.float32),
+       jax.ShapeDtypeStruct(targets_BxC.shape, jnp.float32)))(
+          logits_BxCxV, targets_BxC.astype(jnp.int32), scale=np.float32(1.0 / count))
+  return jnp.sum(nll_BxC), dlogits
+
+
+def loss_and_logit_grads_xla(logits_BxCxV, targets_BxC, count: int):
+  nll, log_z = _nll_sum(logits_BxCxV, targets_BxC)
+  onehot = jax.nn.one_hot(targets_BxC, logits_BxCxV.shape[-1], dtype=jnp.float32)
+  return nll, (jnp.exp(logits_BxCxV - log_z[..., None]) - onehot) / count
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def fused_cross_entropy(hidden_BxLxD, head_VxD, targets_BxL, chunk: int):
   """mean over tokens of -log softmax(hidden @ head^T)[target], nats/token, float32."""
@@ -77,11 +105,8 @@ def _fwd(hidden_BxLxD, head_VxD, targets_BxL, chunk):
   def body(carry, xs):
     total, dhead_DxV = carry
     h, t = xs
-    logits = _chunk_logits(h, head_VxD)
-    nll, log_z = _nll_sum(logits, t)
-    # d(mean nll)/d logits = (softmax - onehot(target)) / count
-    dlogits = (jnp.exp(logits - log_z[..., None]) - jax.nn.one_hot(t, vocab, dtype=jnp.float32))
-    dlogits = (dlogits / count).astype(h.dtype)
+    nll, dlogits = loss_and_logit_grads(_chunk_logits(h, head_VxD), t, count)
+    dlogits = dlogits.astype(h.dtype)
     dh = jnp.einsum("bcv,vd->bcd", dlogits, head_VxD)
     # Accumulated as [D, V] (h^T dlogits): the narrow operand is the transposed one (dense.py).
     dhead = wide_weight_grad(h.reshape(-1, h.shape[-1]), dlogits.reshape(-1, vocab))

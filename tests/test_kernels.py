@@ -211,9 +211,28 @@ def test_swiglu_gating_kernel_matches_xla(shape):
   assert all(a.dtype == jnp.bfloat16 for a in feedforward.gating_grads(*bf16))  # XLA's path
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 37), (3, 20, 4099)])
+def test_cross_entropy_kernel_matches_xla(shape):
+  """The C++ pass gives XLA's loss and logit gradient: a vocab that is no multiple of 8, rows
+  across several work items, large logits (no overflow in the softmax)."""
+  logits = 8.0 * _random(shape, 0)
+  logits = logits.at[0, 0, :5].set(jnp.array([90.0, -90.0, 200.0, 0.0, -300.0]))
+  targets = jax.random.randint(jax.random.key(1), shape[:2], 0, shape[2])
+  count = targets.size + 3  # any normaliser
+  (nll, grad), (nll_xla, grad_xla) = (
+      f(logits, targets, count) for f in (losses.loss_and_logit_grads_native,
+                                           losses.loss_and_logit_grads_xla))
+  np.testing.assert_allclose(nll, nll_xla, rtol=1e-6)
+  assert grad.shape == logits.shape and grad.dtype == jnp.float32
+  np.testing.assert_allclose(grad, grad_xla, rtol=1e-5, atol=1e-9)
+  bad = targets.at[0, 0].set(shape[2])  # out of range: NaN loss, as XLA's gather gives
+  assert np.isnan(losses.loss_and_logit_grads_native(logits, bad, count)[0])
+  assert np.isnan(losses.loss_and_logit_grads_xla(logits, bad, count)[0])
+
+
 def test_native_build_failure_is_reported(tmp_path, monkeypatch):
   monkeypatch.setenv("CXX", "false")  # a "compiler" that always fails
-  with pytest.raises(native.NativeBuildError, match=r"building .*cpu_attention\.cc, .*cpu_swiglu\.cc failed"):
+  with pytest.raises(native.NativeBuildError, match=r"building .*cpu_attention\.cc, .*cpu_swiglu\.cc, .*cpu_cross_entropy\.cc failed"):
     native._build(str(tmp_path / "kernel.so"))
   assert not list(tmp_path.iterdir())  # no half-written library left behind
 

@@ -1,6 +1,7 @@
 """C++ kernels for XLA:CPU, built on first use with the system C++ compiler and called via the
-XLA FFI: fused causal attention (cpu_attention.cc) and SwiGLU's element-wise backward pass
-(cpu_swiglu.cc); cpu_common.h holds what they share.
+XLA FFI: fused causal attention (cpu_attention.cc), SwiGLU's element-wise backward pass
+(cpu_swiglu.cc) and a chunk's softmax cross-entropy with its gradient (cpu_cross_entropy.cc);
+cpu_common.h holds what they share.
 
 The shared library is compiled once per (source, jaxlib, CPU) into ~/.cache/mobilellm_jax/native
 (MOBILELLM_NATIVE_CACHE overrides) and reused; a build takes ~10 s. Without a compiler, `load()`
@@ -20,13 +21,15 @@ import jax
 import jaxlib
 
 _HERE = os.path.dirname(__file__)
-SOURCES = [os.path.join(_HERE, name) for name in ("cpu_attention.cc", "cpu_swiglu.cc")]
+SOURCES = [os.path.join(_HERE, name) for name in ("cpu_attention.cc", "cpu_swiglu.cc",
+                                                    "cpu_cross_entropy.cc")]
 HEADERS = [os.path.join(_HERE, "cpu_common.h")]
 TARGETS = {"mobilellm_attention_fwd": "MobilellmAttentionForward",
            "mobilellm_attention_bwd": "MobilellmAttentionBackward",
            "mobilellm_fused_attention_fwd": "MobilellmFusedAttentionForward",
            "mobilellm_fused_attention_bwd": "MobilellmFusedAttentionBackward",
-           "mobilellm_swiglu_bwd": "MobilellmSwigluBackward"}
+           "mobilellm_swiglu_bwd": "MobilellmSwigluBackward",
+           "mobilellm_softmax_cross_entropy": "MobilellmSoftmaxCrossEntropy"}
 
 
 class NativeBuildError(RuntimeError):
@@ -97,3 +100,11 @@ def build_error() -> str | None:
     return None
   except NativeBuildError as e:
     return str(e)
+
+
+def runs_here(*float_arrays) -> bool:
+  """Whether the float32 kernels can take these arrays in this process: the CPU backend, all of
+  them float32, and a library that builds and loads."""
+  return (jax.default_backend() == "cpu"
+          and all(a.dtype == jax.numpy.float32 for a in float_arrays)
+          and build_error() is None)

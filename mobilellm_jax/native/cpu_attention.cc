@@ -66,18 +66,6 @@ inline v8 load8_once(const float* p) {
   return r;
 }
 
-inline float hmax(v8 x) {
-  float m = x[0];
-  for (int i = 1; i < 8; ++i) m = std::max(m, x[i]);
-  return m;
-}
-
-inline float hsum(v8 x) {
-  float s = 0.0f;
-  for (int i = 0; i < 8; ++i) s += x[i];
-  return s;
-}
-
 // Lane j of tile vector t is key k0 + 8t + j: visible to query `pos` when k0 + 8t + j <= pos.
 inline v8i visible_mask(int64_t t, int64_t limit) {
   const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};

@@ -24,6 +24,18 @@ inline v8 load8(const float* p) { v8 r; std::memcpy(&r, p, sizeof(r)); return r;
 inline void store8(float* p, v8 x) { std::memcpy(p, &x, sizeof(x)); }
 inline v8 splat(float x) { return v8{x, x, x, x, x, x, x, x}; }  // one vbroadcastss
 
+inline float hmax(v8 x) {
+  float m = x[0];
+  for (int i = 1; i < 8; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
+inline float hsum(v8 x) {
+  float s = 0.0f;
+  for (int i = 0; i < 8; ++i) s += x[i];
+  return s;
+}
+
 // exp(x), 8 lanes at once: Cody-Waite reduction by ln 2, a degree-7 Taylor polynomial on
 // [-ln2/2, ln2/2] (relative error ~1e-7), 2^n through the exponent bits. Below -87 gives 0;
 // above 88 gives exp(88) (finite: callers divide by 1 + exp).
