@@ -204,6 +204,7 @@ def test_swiglu_gating_kernel_matches_xla(shape):
   up, dhidden = _random(shape, 1), _random(shape, 2)
   ours = feedforward.gating_grads_native(gate, up, dhidden)
   theirs = feedforward.gating_grads_xla(gate, up, dhidden)
+  assert [a.shape for a in ours] == [shape, (*shape[:-1], 2 * shape[-1])]
   for a, b in zip(ours, theirs):
     assert a.shape == b.shape and a.dtype == b.dtype == jnp.float32
     np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6)
