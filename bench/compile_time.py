@@ -53,7 +53,7 @@ def main():
       for scan in (v == "true" for v in args.scan.split(",")):
         m = get_config(args.preset).model
         m.update(num_layers=depth // repeats, layer_sharing=strategy, share_repeats=repeats,
-                 scan_layers=scan)
+                 scan_layers=scan, unroll_max_depth=0)  # scan at every depth when asked
         lower_s, compile_s = compile_seconds(m, args.batch, args.seq)
         print(f"{depth:>9} {depth // repeats:>6} {strategy:>11} {str(scan):>5} {lower_s:>8.2f} "
               f"{compile_s:>9.2f}", flush=True)

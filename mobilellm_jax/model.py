@@ -41,6 +41,15 @@ class ModelArgs:
   remat: str
   attention: str = "auto"  # defaults keep configs saved before these fields loadable
   attention_block: int = 64
+  unroll_max_depth: int = 0
+
+  @property
+  def scanned(self) -> bool:
+    """Whether the blocks run under a scan: asked for, and the stack deeper than
+    unroll_max_depth. A scan stacks each block's saved activations over depth and copies them
+    in and out (about 10% of the cpu-preset step); unrolled code has none of that but compiles
+    in time growing with depth."""
+    return self.scan_layers and self.num_layers * self.share_repeats > self.unroll_max_depth
 
   @classmethod
   def from_config(cls, model_config) -> "ModelArgs":
@@ -226,7 +235,7 @@ class Decoder(nnx.Module):
       return x
 
     for reverse, inner in layer_passes(args.layer_sharing, args.share_repeats):
-      if args.scan_layers:
+      if args.scanned:
         body = lambda x, s, inner=inner: (visit(x, s, inner), None)
         x_BxLxD, _ = jax.lax.scan(body, x_BxLxD, stacked_state, reverse=reverse)
       else:

@@ -7,8 +7,8 @@ import pytest
 from flax import nnx
 
 from mobilellm_jax import sharding
-from mobilellm_jax.configs import get_config
-from mobilellm_jax.model import build_model
+from mobilellm_jax.configs import ConfigError, get_config, validate_model
+from mobilellm_jax.model import ModelArgs, build_model
 from mobilellm_jax.schedule import layer_passes, layer_schedule
 
 TOKENS = jnp.asarray(np.random.default_rng(0).integers(0, 256, size=(4, 16)))
@@ -65,6 +65,21 @@ def test_scanned_equals_unrolled_with_gradients(strategy, repeats):
   (loss_a, grads_a), (loss_b, grads_b) = results
   assert abs(float(loss_a) - float(loss_b)) < 1e-5
   assert _max_diff(nnx.state(grads_a), nnx.state(grads_b)) < 1e-5
+
+
+def test_shallow_stacks_unroll_and_deep_ones_scan():
+  """model.unroll_max_depth counts effective layers (blocks x repeats); 0 always scans, and
+  scan_layers=False always unrolls."""
+  def scanned(**overrides):
+    return ModelArgs.from_config(_model_config(**overrides)).scanned
+  assert not scanned(num_layers=8, unroll_max_depth=12)
+  assert scanned(num_layers=8, layer_sharing="immediate", share_repeats=2, unroll_max_depth=12)
+  assert scanned(num_layers=2, unroll_max_depth=0)
+  assert not scanned(num_layers=30, unroll_max_depth=12, scan_layers=False)
+  assert not ModelArgs.from_config(get_config("cpu").model).scanned  # 8 layers: unrolled
+  assert ModelArgs.from_config(get_config("mobilellm_125m").model).scanned  # 30: scanned
+  with pytest.raises(ConfigError, match="model.unroll_max_depth"):
+    validate_model(_model_config(unroll_max_depth=-1))
 
 
 def test_sharing_strategies_give_different_functions():

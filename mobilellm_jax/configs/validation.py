@@ -54,6 +54,9 @@ def validate_model(m: ml_collections.ConfigDict) -> None:
   _one_of(config, "model", "remat", REMAT_POLICIES)
   _one_of(config, "model", "attention", ATTENTION_IMPLEMENTATIONS)
   _positive(config, "model", "attention_block")
+  _require(isinstance(m.get("unroll_max_depth", 0), int) and m.get("unroll_max_depth", 0) >= 0,
+           "model.unroll_max_depth",
+           f"must be an integer >= 0, got {m.get('unroll_max_depth')!r}")
   for name in ("rope_theta", "norm_eps", "init_std"):
     _require(m[name] > 0, f"model.{name}", f"must be > 0, got {m[name]!r}")
 
