@@ -36,12 +36,11 @@ inline float hsum(v8 x) {
   return s;
 }
 
-// exp(x), 8 lanes at once: Cody-Waite reduction by ln 2, a degree-7 Taylor polynomial on
-// [-ln2/2, ln2/2] (relative error ~1e-7), 2^n through the exponent bits. Below -87 gives 0;
-// above 88 gives exp(88) (finite: callers divide by 1 + exp).
+// exp(x) for x <= 0, 8 lanes at once: Cody-Waite reduction by ln 2, a degree-7 Taylor
+// polynomial on [-ln2/2, ln2/2] (relative error ~1e-7), 2^n through the exponent bits; below -87
+// gives 0.
 inline v8 exp8(v8 x) {
-  v8 xc = x < -87.0f ? v8{} - 87.0f : x;
-  xc = xc > 88.0f ? v8{} + 88.0f : xc;
+  const v8 xc = x < -87.0f ? v8{} - 87.0f : x;
   const v8 round = v8{} + 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer
   const v8 n = (xc * 1.44269504088896341f + round) - round;
   v8 r = xc - n * 0.693359375f;

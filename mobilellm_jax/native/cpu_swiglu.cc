@@ -22,7 +22,9 @@ void swiglu_grads(const float* g, const float* u, const float* dh, int64_t F, fl
   int64_t i = 0;
   for (; i + 8 <= F; i += 8) {
     const v8 gi = load8(g + i), ui = load8(u + i), dhi = load8(dh + i);
-    const v8 sig = 1.0f / (1.0f + exp8(-gi));
+    // sigmoid through exp(-|g|) <= 1, so exp8 never overflows: 1/(1+e) for g >= 0, e/(1+e) else.
+    const v8 e = exp8(gi < 0.0f ? gi : -gi);
+    const v8 sig = (gi < 0.0f ? e : v8{} + 1.0f) / (1.0f + e);
     const v8 silu = gi * sig;
     store8(h + i, silu * ui);
     store8(dg + i, dhi * ui * sig * (1.0f + gi * (1.0f - sig)));  // silu' = s(1 + g(1 - s))
