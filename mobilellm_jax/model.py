@@ -234,6 +234,13 @@ class Decoder(nnx.Module):
         x = run_block(x, layer_state)
       return x
 
+    if not args.scanned:
+      # One split per parameter, not an index per layer: the gradient of a split is one
+      # concatenate, where p[i] pads each layer's gradient to the whole stack and adds them.
+      pieces = jax.tree.map(lambda p: jnp.split(p, args.num_layers), stacked_state)
+      layer_states = [jax.tree.map(lambda p, i=i: p[i][0], pieces,
+                                   is_leaf=lambda x: isinstance(x, list))
+                      for i in range(args.num_layers)]
     for reverse, inner in layer_passes(args.layer_sharing, args.share_repeats):
       if args.scanned:
         body = lambda x, s, inner=inner: (visit(x, s, inner), None)
@@ -241,8 +248,7 @@ class Decoder(nnx.Module):
       else:
         order = range(args.num_layers - 1, -1, -1) if reverse else range(args.num_layers)
         for i in order:
-          layer_state = jax.tree.map(lambda p, i=i: p[i], stacked_state)
-          x_BxLxD = visit(x_BxLxD, layer_state, inner)
+          x_BxLxD = visit(x_BxLxD, layer_states[i], inner)
     return x_BxLxD
 
 
