@@ -72,6 +72,7 @@ def ours(config, batch, seq):
 
 def reference(config, batch, seq):
   device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+  torch.manual_seed(0)  # the same initial weights, so the same first loss, in every run
   hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(
       **hf_config_dict(ModelArgs.from_config(config.model)),
       attn_implementation="sdpa")).to(device)
