@@ -35,26 +35,27 @@ def swiglu_fwd(x, w_gate, w_up, w_down):
 def swiglu_bwd(x, residuals, dout_BxLxD):
   """(dx, dw_gate, dw_up, dw_down), given x again and swiglu_fwd's residuals."""
   gate, up, w_gate, w_up, w_down = residuals
-  hidden, dgate_up = gating_grads(gate, up, input_grad(w_down, dout_BxLxD))
   F, D = w_down.shape
-  dw_down = weight_grad(hidden.reshape(-1, F), dout_BxLxD.reshape(-1, D))
-  # Gate and up as one [D, 2F] projection: one input-gradient matmul (no sum of two) and one
-  # weight-gradient matmul, each twice as wide.
-  dx, dw_gate_up = matmul_bwd(x, jnp.concatenate([w_gate, w_up], axis=1), dgate_up)
-  return dx, dw_gate_up[:, :F], dw_gate_up[:, F:], dw_down
-
-
-def gating_grads(gate, up, dhidden):
-  """(hidden, dgate_up): hidden = silu(g) u, and [dh u silu'(g), dh silu(g)] side by side
-  ([..., 2F]: the gradient of gate|up as one projection), in gate's dtype, computed in float32:
-  what SwiGLU's backward pass needs between its matmuls. On CPU in float32 one pass of the C++
-  kernel (native/cpu_swiglu.cc) instead of XLA's four; elsewhere `gating_grads_xla`."""
+  dhidden = input_grad(w_down, dout_BxLxD)
   if native.runs_here(gate, up, dhidden):
-    return gating_grads_native(gate, up, dhidden)
-  return gating_grads_xla(gate, up, dhidden)
+    # One C++ pass instead of XLA's four element-wise loops; it writes dgate|dup side by side,
+    # so gate and up take one input-gradient matmul (no sum of two) and one weight-gradient
+    # matmul against [D, 2F], each twice as wide.
+    hidden, dgate_up = gating_grads_native(gate, up, dhidden)
+    dx, dw_gate_up = matmul_bwd(x, jnp.concatenate([w_gate, w_up], axis=1), dgate_up)
+    dw_gate, dw_up = dw_gate_up[:, :F], dw_gate_up[:, F:]
+  else:  # accelerators, bfloat16: XLA fuses these; gate and up stay separate (sharded on F)
+    hidden, dgate, dup = gating_grads_xla(gate, up, dhidden)
+    dx_gate, dw_gate = matmul_bwd(x, w_gate, dgate)
+    dx_up, dw_up = matmul_bwd(x, w_up, dup)
+    dx = dx_gate + dx_up
+  dw_down = weight_grad(hidden.reshape(-1, F), dout_BxLxD.reshape(-1, D))
+  return dx, dw_gate, dw_up, dw_down
 
 
 def gating_grads_native(gate, up, dhidden):
+  """(silu(g) u, [dh u silu'(g), dh silu(g)] side by side as [..., 2F]) by the C++ kernel
+  (native/cpu_swiglu.cc), float32."""
   native.load()
   *lead, F = gate.shape
   return tuple(jax.ffi.ffi_call(
@@ -64,12 +65,12 @@ def gating_grads_native(gate, up, dhidden):
 
 
 def gating_grads_xla(gate, up, dhidden):
+  """(silu(g) u, dh u silu'(g), dh silu(g)) in gate's dtype, computed in float32."""
   g, u, dh = (a.astype(jnp.float32) for a in (gate, up, dhidden))
   sig = jax.nn.sigmoid(g)
   silu = g * sig
   dgate = dh * u * sig * (1.0 + g * (1.0 - sig))  # silu' = s(1 + g(1-s))
-  return ((silu * u).astype(gate.dtype),
-          jnp.concatenate([dgate, dh * silu], axis=-1).astype(gate.dtype))
+  return tuple(a.astype(gate.dtype) for a in (silu * u, dgate, dh * silu))
 
 
 def _saving_input(fwd, bwd):
