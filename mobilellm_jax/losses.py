@@ -64,8 +64,7 @@ def _nll_sum(logits_BxCxV, targets_BxC):
 def loss_and_logit_grads(logits_BxCxV, targets_BxC, count: int):
   """(summed nll of the chunk, d(mean nll)/d logits = (softmax - onehot(target)) / count), float32.
   On CPU one pass of the C++ kernel (native/cpu_cross_entropy.cc: each row read from memory once)
-  instead of XLA's four; elsewhere
-  `loss_and_logit_grads_xla`."""
+  instead of XLA's four; elsewhere `loss_and_logit_grads_xla`."""
   if native.runs_here(logits_BxCxV):
     return loss_and_logit_grads_native(logits_BxCxV, targets_BxC, count)
   return loss_and_logit_grads_xla(logits_BxCxV, targets_BxC, count)

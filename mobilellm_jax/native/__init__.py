@@ -4,7 +4,7 @@ XLA FFI: fused causal attention (cpu_attention.cc), SwiGLU's element-wise backwa
 cpu_common.h holds what they share.
 
 The shared library is compiled once per (source, jaxlib, CPU) into ~/.cache/mobilellm_jax/native
-(MOBILELLM_NATIVE_CACHE overrides) and reused; a build takes ~10 s. Without a compiler, `load()`
+(MOBILELLM_NATIVE_CACHE overrides) and reused; a build takes ~20 s. Without a compiler, `load()`
 raises NativeBuildError, which says what failed; `build_error()` is the non-raising check.
 """
 
