@@ -172,22 +172,32 @@ def fused_cpu_attention(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE):
   return _fused_cpu_fwd(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE)[0]
 
 
-def _fused_cpu_fwd(q, k, v):
-  native.load()
+@native.batch_split
+def _attention_fwd_call(q, k, v):
   B, L, H, _ = q.shape
-  out, lse_BxHxL = jax.ffi.ffi_call(
+  return jax.ffi.ffi_call(
       "mobilellm_attention_fwd",
       (jax.ShapeDtypeStruct(q.shape, q.dtype), jax.ShapeDtypeStruct((B, H, L), jnp.float32)))(
           q, k, v)
+
+
+@native.batch_split
+def _attention_bwd_call(q, k, v, out, lse, dout):
+  return tuple(jax.ffi.ffi_call(
+      "mobilellm_attention_bwd",
+      tuple(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in (q, k, v)))(
+          q, k, v, out, lse, dout))
+
+
+def _fused_cpu_fwd(q, k, v):
+  native.load()
+  out, lse_BxHxL = _attention_fwd_call(q, k, v)
   return out, (q, k, v, out, lse_BxHxL)
 
 
 def _fused_cpu_bwd(residuals, dout):
   q, k, v, out, lse = residuals
-  return tuple(jax.ffi.ffi_call(
-      "mobilellm_attention_bwd",
-      tuple(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in (q, k, v)))(
-          q, k, v, out, lse, dout.astype(q.dtype)))
+  return tuple(_attention_bwd_call(q, k, v, out, lse, dout.astype(q.dtype)))
 
 
 fused_cpu_attention.defvjp(_fused_cpu_fwd, _fused_cpu_bwd)
@@ -205,23 +215,33 @@ def fused_cpu_qkv_attention(qkv_BxLxM, sin_BxLxE2, cos_BxLxE2, num_heads: int):
   return _fused_qkv_fwd(qkv_BxLxM, sin_BxLxE2, cos_BxLxE2, num_heads)[0]
 
 
-def _fused_qkv_fwd(qkv, sin, cos, num_heads):
-  native.load()
+@functools.partial(native.batch_split, num_static=1)
+def _fused_qkv_fwd_call(num_heads, qkv, sin, cos):
   B, L, _ = qkv.shape
   E = 2 * sin.shape[-1]
-  out, lse_BxHxL = jax.ffi.ffi_call(
+  return jax.ffi.ffi_call(
       "mobilellm_fused_attention_fwd",
       (jax.ShapeDtypeStruct((B, L, num_heads, E), qkv.dtype),
        jax.ShapeDtypeStruct((B, num_heads, L), jnp.float32)))(qkv, sin, cos)
+
+
+@native.batch_split
+def _fused_qkv_bwd_call(qkv, sin, cos, out, lse, dout):
+  return jax.ffi.ffi_call(
+      "mobilellm_fused_attention_bwd", jax.ShapeDtypeStruct(qkv.shape, qkv.dtype))(
+          qkv, sin, cos, out, lse, dout)
+
+
+def _fused_qkv_fwd(qkv, sin, cos, num_heads):
+  native.load()
+  out, lse_BxHxL = _fused_qkv_fwd_call(num_heads, qkv, sin, cos)
   return out, (qkv, sin, cos, out, lse_BxHxL)
 
 
 def _fused_qkv_bwd(num_heads, residuals, dout):
   del num_heads
   qkv, sin, cos, out, lse = residuals
-  dqkv = jax.ffi.ffi_call(
-      "mobilellm_fused_attention_bwd", jax.ShapeDtypeStruct(qkv.shape, qkv.dtype))(
-          qkv, sin, cos, out, lse, dout.astype(qkv.dtype))
+  dqkv = _fused_qkv_bwd_call(qkv, sin, cos, out, lse, dout.astype(qkv.dtype))
   # The angles are functions of positions, not parameters: no gradient flows to them.
   return dqkv, jnp.zeros_like(sin), jnp.zeros_like(cos)
 

@@ -57,11 +57,16 @@ def gating_grads_native(gate, up, dhidden):
   """(silu(g) u, [dh u silu'(g), dh silu(g)] side by side as [..., 2F]) by the C++ kernel
   (native/cpu_swiglu.cc), float32."""
   native.load()
+  return tuple(_swiglu_bwd_call(gate, up, dhidden))
+
+
+@native.batch_split
+def _swiglu_bwd_call(gate, up, dhidden):
   *lead, F = gate.shape
-  return tuple(jax.ffi.ffi_call(
+  return jax.ffi.ffi_call(
       "mobilellm_swiglu_bwd", (jax.ShapeDtypeStruct(gate.shape, jnp.float32),
                                jax.ShapeDtypeStruct((*lead, 2 * F), jnp.float32)))(
-          gate, up, dhidden))
+          gate, up, dhidden)
 
 
 def gating_grads_xla(gate, up, dhidden):

@@ -72,12 +72,17 @@ def loss_and_logit_grads(logits_BxCxV, targets_BxC, count: int):
 
 def loss_and_logit_grads_native(logits_BxCxV, targets_BxC, count: int):
   native.load()
-  dlogits, nll_BxC = jax.ffi.ffi_call(
+  dlogits, nll_BxC = _cross_entropy_call(1.0 / count, logits_BxCxV, targets_BxC.astype(jnp.int32))
+  return jnp.sum(nll_BxC), dlogits
+
+
+@functools.partial(native.batch_split, num_static=1)
+def _cross_entropy_call(scale, logits_BxCxV, targets_BxC):
+  return jax.ffi.ffi_call(
       "mobilellm_softmax_cross_entropy",
       (jax.ShapeDtypeStruct(logits_BxCxV.shape, jnp.float32),
        jax.ShapeDtypeStruct(targets_BxC.shape, jnp.float32)))(
-          logits_BxCxV, targets_BxC.astype(jnp.int32), scale=np.float32(1.0 / count))
-  return jnp.sum(nll_BxC), dlogits
+          logits_BxCxV, targets_BxC, scale=np.float32(scale))
 
 
 def loss_and_logit_grads_xla(logits_BxCxV, targets_BxC, count: int):

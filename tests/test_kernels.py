@@ -1,6 +1,8 @@
 """The hand-written kernels (fused C++ and blocked attention, feed-forward VJPs, fused
 cross-entropy) compute the same values and gradients as the plain JAX formulas they replace."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -227,6 +229,35 @@ def test_cross_entropy_kernel_matches_xla(shape):
   bad = targets.at[0, 0].set(shape[2])  # out of range: NaN loss, as XLA's gather gives
   assert np.isnan(losses.loss_and_logit_grads_native(logits, bad, count)[0])
   assert np.isnan(losses.loss_and_logit_grads_xla(logits, bad, count)[0])
+
+
+def _kernel_operand_shapes(compiled_text, target):
+  """Operand and result shapes of each call of `target` in compiled HLO text."""
+  return [re.findall(r"[fs]32\[([\d,]*)\]", line) for line in compiled_text.splitlines()
+          if f'custom_call_target="{target}"' in line]
+
+
+@pytest.mark.parametrize("batch,local_batch", [(8, 2), (6, 6)])
+def test_kernel_runs_on_each_devices_rows_of_a_sharded_batch(batch, local_batch):
+  """On a mesh that splits the batch 4 ways, each device runs the kernel on its own rows (not on
+  a gathered copy of the whole batch); a batch the mesh does not divide runs whole. Same numbers
+  as on one device either way."""
+  mesh = jax.make_mesh((4, 2), ("data", "tensor"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+  split_rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  logits, targets = _random((batch, 16, 100), 0, 5.0), jnp.arange(batch * 16).reshape(batch, 16) % 100
+
+  def loss(logits, targets):
+    logits = jax.lax.with_sharding_constraint(logits, split_rows)
+    return losses.loss_and_logit_grads_native(logits, targets, 77)
+
+  sharded = jax.jit(loss)
+  calls = _kernel_operand_shapes(sharded.lower(logits, targets).compile().as_text(),
+                                 "mobilellm_softmax_cross_entropy")
+  assert len(calls) == 1 and {int(s.split(",")[0]) for s in calls[0]} == {local_batch}
+  (nll, grad), (nll_one, grad_one) = sharded(logits, targets), jax.jit(
+      losses.loss_and_logit_grads_native, static_argnums=2)(logits, targets, 77)
+  np.testing.assert_allclose(nll, nll_one, rtol=1e-6)
+  np.testing.assert_allclose(grad, grad_one, rtol=1e-6, atol=1e-9)
 
 
 def test_native_build_failure_is_reported(tmp_path, monkeypatch):

@@ -1,12 +1,14 @@
 """The decoder: sharing schedules, causality, scan == unroll, remat, sharding, dtypes."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from mobilellm_jax import sharding
+from mobilellm_jax import sharding, train_step
 from mobilellm_jax.configs import ConfigError, get_config, validate_model
 from mobilellm_jax.model import ModelArgs, build_model
 from mobilellm_jax.schedule import layer_passes, layer_schedule
@@ -154,6 +156,28 @@ def test_sharded_over_8_devices_equals_single_device(mesh_sizes):
   ref_loss, ref_grads = _loss_and_grads(build_model(config.model, seed=0), jnp.tile(TOKENS, (2, 1)))
   assert abs(float(loss) - float(ref_loss)) < 1e-5
   assert _max_diff(nnx.state(grads), nnx.state(ref_grads)) < 1e-5
+
+
+@pytest.mark.parametrize("unroll_max_depth", [0, 12])  # scanned, unrolled
+def test_kernels_take_each_devices_rows_on_a_data_mesh(unroll_max_depth):
+  """The C++ kernels (native/partitioning.py) run on each device's share of the batch: on an
+  8-way data mesh, the training loss and gradient compile with no all-gather at all (params are
+  replicated there), and every kernel call sees batch / 8 rows."""
+  config = get_config("smoke")
+  config.model.update(num_layers=3, unroll_max_depth=unroll_max_depth)
+  config.train.update(mesh_data=8, mesh_fsdp=1, mesh_tensor=1)
+  mesh = sharding.make_mesh(config.train)
+  graphdef, params, _ = sharding.init_sharded(lambda: build_model(config.model, seed=0), mesh)
+  rows = jax.device_put(jnp.zeros((16, 16), jnp.int32), sharding.batch_sharding(mesh))
+  batch = dict(inputs=rows, targets=rows)
+  text = jax.jit(lambda p, b: train_step.loss_and_grads(p, graphdef, b, 1)).lower(
+      params, batch).compile().as_text()
+  assert "all-gather" not in text
+  calls = [line for line in text.splitlines() if 'custom_call_target="mobilellm_' in line]
+  assert {re.search(r'custom_call_target="(\w+)"', c).group(1) for c in calls} >= {
+      "mobilellm_fused_attention_fwd", "mobilellm_fused_attention_bwd", "mobilellm_swiglu_bwd",
+      "mobilellm_softmax_cross_entropy"}
+  assert {int(dims.split(",")[0]) for c in calls for dims in re.findall(r"[fs]32\[([\d,]*)\]", c)} == {2}
 
 
 def test_mesh_shape_errors_name_the_fields():

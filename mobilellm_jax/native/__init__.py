@@ -20,6 +20,8 @@ import tempfile
 import jax
 import jaxlib
 
+from mobilellm_jax.native.partitioning import batch_split  # noqa: F401 (re-exported)
+
 _HERE = os.path.dirname(__file__)
 SOURCES = [os.path.join(_HERE, name) for name in ("cpu_attention.cc", "cpu_swiglu.cc",
                                                     "cpu_cross_entropy.cc")]
