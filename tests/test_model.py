@@ -140,9 +140,14 @@ def test_too_long_sequence_is_rejected():
     model(TOKENS)
 
 
-@pytest.mark.parametrize("mesh_sizes", [(8, 1, 1), (2, 2, 2), (1, 2, 4)])
-def test_sharded_over_8_devices_equals_single_device(mesh_sizes):
+@pytest.mark.parametrize("mesh_sizes,shardy", [((8, 1, 1), True), ((2, 2, 2), True),
+                                              ((1, 2, 4), True), ((1, 2, 4), False)])
+def test_sharded_over_8_devices_equals_single_device(mesh_sizes, shardy, request):
+  """Also under the older GSPMD partitioner, which the kernels' batch split does not use."""
   assert jax.device_count() == 8
+  previous = jax.config.jax_use_shardy_partitioner
+  jax.config.update("jax_use_shardy_partitioner", shardy)
+  request.addfinalizer(lambda: jax.config.update("jax_use_shardy_partitioner", previous))
   config = get_config("smoke")
   config.model.update(num_layers=3, layer_sharing="reverse", share_repeats=2)
   config.train.update(mesh_data=mesh_sizes[0], mesh_fsdp=mesh_sizes[1], mesh_tensor=mesh_sizes[2])

@@ -5,7 +5,7 @@ onto every device and run the kernel on the full batch on each of them: correct,
 work on an N-device mesh. Every kernel here treats batch rows independently (dim 0 of each
 operand and result), so `batch_split` tells the partitioner, through `custom_partitioning`, to
 run it on the local rows; any other sharded dimension (e.g. heads on the tensor axis) is gathered
-first. On one device it lowers to the plain call.
+first. On one device it lowers to the plain call. Needs the Shardy partitioner (JAX's default).
 """
 
 import jax
@@ -57,11 +57,12 @@ def batch_split(fn, num_static: int = 0):
     result_shardings = jax.tree.map(lambda _: sharding, result_shape)
     return mesh, lambda *local: fn(*static_values, *local), result_shardings, arg_shardings
 
-  def infer(*args):  # the GSPMD partitioner's question (Shardy reads `rule` instead)
-    *_, mesh, arg_shapes, result_shape = args
-    sharding = NamedSharding(mesh, PartitionSpec(_batch_axes(mesh, arg_shapes)))
-    return jax.tree.map(lambda _: sharding, result_shape)
+  split.def_partition(partition=partition, sharding_rule=rule)
 
-  split.def_partition(partition=partition, infer_sharding_from_operands=infer,
-                      sharding_rule=rule)
-  return split
+  def call(*args):
+    # The older GSPMD partitioner (jax_use_shardy_partitioner=False) hands custom_partitioning
+    # uneven shardings it cannot decode (kv heads 2 on a tensor axis of 4): there the kernels
+    # keep running on gathered operands, as before.
+    return split(*args) if jax.config.jax_use_shardy_partitioner else fn(*args)
+
+  return call
