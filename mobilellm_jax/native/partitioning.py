@@ -12,7 +12,7 @@ import jax
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jax._src.lib.mlir import ir
+from jax.extend.mlir import ir
 
 
 def _batch_axes(mesh, arg_shapes):
