@@ -43,15 +43,18 @@ def _matmul(x, w, num_in):
 
 
 def _dense_fwd(x, w, num_in):
-  y, x_TxI, w_IxO = _matmul(x, w, num_in)
-  return y, (x_TxI, w_IxO, x.shape, w.shape)
+  # x and w are saved as they came, not as the 2-D views: under a scan over layers a reshaped
+  # copy is one more stacked residual (the attention output was stacked twice), while x itself
+  # is usually saved already by its producer and w is a slice of the stacked parameters.
+  return _matmul(x, w, num_in)[0], (x, w)
 
 
 def _dense_bwd(num_in, residuals, dy):
-  del num_in
-  x_TxI, w_IxO, x_shape, w_shape = residuals
+  x, w = residuals
+  in_size = math.prod(w.shape[:num_in])
+  x_TxI, w_IxO = x.reshape(-1, in_size), w.reshape(in_size, -1)
   dx, dw = matmul_bwd(x_TxI, w_IxO, dy.reshape(x_TxI.shape[0], w_IxO.shape[1]))
-  return dx.reshape(x_shape), dw.reshape(w_shape)
+  return dx.reshape(x.shape), dw.reshape(w.shape)
 
 
 dense.defvjp(_dense_fwd, _dense_bwd)
