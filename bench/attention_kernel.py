@@ -1,0 +1,130 @@
+"""The fused C++ attention kernel alone (the model's path: q/k/v from one projection, RoPE inside):
+forward and backward ms and GFLOP/s per shape, optionally against the kernel of another git
+revision built beside it, alternating in one process.
+
+    python bench/attention_kernel.py [--shapes 16,256,4,2,32;16,256,3,3,32;2,512,9,3,64] \
+        [--calls 40] [--baseline HEAD~1]
+
+A shape is batch,length,heads,kv_heads,head_dim: the defaults are the cpu preset, deep24 and
+MobileLLM-125M as bench/train_throughput.py runs them. GFLOP/s counts the causal half of the
+score and value matmuls (forward 2 of them, backward 5). With --baseline, that revision's
+mobilellm_jax/native sources are compiled into a temporary library and registered under other
+FFI names; both kernels then run the same inputs in alternating order, and the largest
+difference between their outputs is printed.
+"""
+
+import argparse
+import ctypes
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mobilellm_jax import native
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def build_baseline(revision: str) -> str:
+  """Compiles `revision`'s kernels and registers them as baseline_<target>; returns the prefix."""
+  tmp = tempfile.mkdtemp(prefix="attention_kernel_")
+  sources = []
+  for path in native.SOURCES + native.HEADERS:
+    name = os.path.basename(path)
+    text = subprocess.run(["git", "-C", _REPO, "show", f"{revision}:mobilellm_jax/native/{name}"],
+                          capture_output=True, text=True)
+    if text.returncode != 0:
+      sys.exit(f"--baseline {revision}: cannot read {name}: {text.stderr.strip()}")
+    with open(os.path.join(tmp, name), "w") as f:
+      f.write(text.stdout)
+    if name.endswith(".cc"):
+      sources.append(os.path.join(tmp, name))
+  library = os.path.join(tmp, "baseline.so")
+  cmd = ["g++", "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno",
+         "-I", jax.ffi.include_dir(), *sources, "-o", library]
+  result = subprocess.run(cmd, capture_output=True, text=True)
+  if result.returncode != 0:
+    sys.exit(f"--baseline {revision}: build failed:\n{result.stderr[-2000:]}")
+  loaded = ctypes.cdll.LoadLibrary(library)
+  for target, symbol in native.TARGETS.items():
+    jax.ffi.register_ffi_target("baseline_" + target, jax.ffi.pycapsule(getattr(loaded, symbol)),
+                                platform="cpu")
+  return "baseline_"
+
+
+def kernels(prefix: str, B, L, H, E):
+  """Jitted (forward, backward) calls of the fused kernels registered under prefix + name."""
+  def forward(qkv, sin, cos):
+    return jax.ffi.ffi_call(prefix + "mobilellm_fused_attention_fwd",
+                            (jax.ShapeDtypeStruct((B, L, H, E), jnp.float32),
+                             jax.ShapeDtypeStruct((B, H, L), jnp.float32)))(qkv, sin, cos)
+
+  def backward(qkv, sin, cos, out, lse, dout):
+    return jax.ffi.ffi_call(prefix + "mobilellm_fused_attention_bwd",
+                            jax.ShapeDtypeStruct(qkv.shape, jnp.float32))(
+                                qkv, sin, cos, out, lse, dout)
+  return jax.jit(forward), jax.jit(backward)
+
+
+def measure(shape, calls: int, prefixes: dict) -> None:
+  B, L, H, K, E = shape
+  rng = np.random.default_rng(0)
+  qkv = jnp.asarray(rng.standard_normal((B, L, (H + 2 * K) * E), np.float32))
+  angles = jnp.asarray(rng.uniform(0, 6, (B, L, E // 2)).astype(np.float32))
+  sin, cos = jnp.sin(angles), jnp.cos(angles)
+  dout = jnp.asarray(rng.standard_normal((B, L, H, E), np.float32))
+  runs = {name: kernels(prefix, B, L, H, E) for name, prefix in prefixes.items()}
+  outputs = {}
+  for name, (forward, backward) in runs.items():
+    out, lse = forward(qkv, sin, cos)
+    outputs[name] = (out, backward(qkv, sin, cos, out, lse, dout))
+  seconds = {name: ([], []) for name in runs}
+  for i in range(calls):
+    order = list(runs.items()) if i % 2 == 0 else list(runs.items())[::-1]
+    for name, (forward, backward) in order:
+      start = time.perf_counter()
+      out, lse = jax.block_until_ready(forward(qkv, sin, cos))
+      seconds[name][0].append(time.perf_counter() - start)
+      start = time.perf_counter()
+      jax.block_until_ready(backward(qkv, sin, cos, out, lse, dout))
+      seconds[name][1].append(time.perf_counter() - start)
+  causal_matmul = 2 * B * H * L * L * E / 2  # one [L, L] x E product, causal half
+  label = f"B{B} L{L} H{H} K{K} E{E}"
+  for name, (fwd_s, bwd_s) in seconds.items():
+    f, b = float(np.median(fwd_s)), float(np.median(bwd_s))
+    print(f"{label} {name:8s}: forward {1e3 * f:6.2f} ms ({2 * causal_matmul / f / 1e9:3.0f} "
+          f"GFLOP/s), backward {1e3 * b:6.2f} ms ({5 * causal_matmul / b / 1e9:3.0f} GFLOP/s); "
+          f"medians of {calls}")
+  if len(outputs) == 2:
+    (o1, g1), (o2, g2) = outputs.values()
+    print(f"{label} largest difference: forward {float(jnp.max(jnp.abs(o1 - o2))):.2e}, "
+          f"backward {float(jnp.max(jnp.abs(g1 - g2))):.2e}")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--shapes", default="16,256,4,2,32;16,256,3,3,32;2,512,9,3,64")
+  parser.add_argument("--calls", type=int, default=40)
+  parser.add_argument("--baseline", default="", help="a git revision whose kernel to compare with")
+  args = parser.parse_args()
+  if jax.default_backend() != "cpu":
+    sys.exit("the C++ kernels run on the CPU backend only")
+  native.load()
+  prefixes = {"current": ""}
+  if args.baseline:
+    prefixes["baseline"] = build_baseline(args.baseline)
+  for text in args.shapes.split(";"):
+    shape = tuple(int(x) for x in text.split(","))
+    if len(shape) != 5 or shape[2] % shape[3] or shape[4] % 8:
+      parser.error(f"--shapes: {text!r} is not batch,length,heads,kv_heads,head_dim with heads "
+                   "a multiple of kv_heads and head_dim a multiple of 8")
+    measure(shape, args.calls, prefixes)
+
+
+if __name__ == "__main__":
+  main()
