@@ -8,11 +8,12 @@ run it on the local rows; any other sharded dimension (e.g. heads on the tensor 
 first. On one device it lowers to the plain call. Needs the Shardy partitioner (JAX's default).
 """
 
+import math
+
 import jax
 from jax.experimental.custom_partitioning import custom_partitioning
-from jax.sharding import NamedSharding, PartitionSpec
-
 from jax.extend.mlir import ir
+from jax.sharding import NamedSharding, PartitionSpec
 
 
 def _batch_axes(mesh, arg_shapes):
@@ -22,10 +23,7 @@ def _batch_axes(mesh, arg_shapes):
   axes = spec[0] if len(spec) else None
   if axes is None:
     return None
-  names = axes if isinstance(axes, tuple) else (axes,)
-  ways = 1
-  for name in names:
-    ways *= mesh.shape[name]
+  ways = math.prod(mesh.shape[name] for name in (axes if isinstance(axes, tuple) else (axes,)))
   if any(a.shape[0] % ways for a in arg_shapes):
     return None
   return axes
