@@ -1,5 +1,6 @@
 """The decoder: sharing schedules, causality, scan == unroll, remat, sharding, dtypes."""
 
+import functools
 import re
 
 import jax
@@ -148,8 +149,7 @@ def test_sharded_over_8_devices_equals_single_device(mesh_sizes, shardy, request
   previous = jax.config.jax_use_shardy_partitioner
   jax.config.update("jax_use_shardy_partitioner", shardy)
   request.addfinalizer(lambda: jax.config.update("jax_use_shardy_partitioner", previous))
-  config = get_config("smoke")
-  config.model.update(num_layers=3, layer_sharing="reverse", share_repeats=2)
+  config = _sharded_test_config()
   config.train.update(mesh_data=mesh_sizes[0], mesh_fsdp=mesh_sizes[1], mesh_tensor=mesh_sizes[2])
   mesh = sharding.make_mesh(config.train)
   graphdef, state, _ = sharding.init_sharded(lambda: build_model(config.model, seed=0), mesh)
@@ -158,9 +158,24 @@ def test_sharded_over_8_devices_equals_single_device(mesh_sizes, shardy, request
   tokens = jax.device_put(jnp.tile(TOKENS, (2, 1)), sharding.batch_sharding(mesh))
 
   loss, grads = _loss_and_grads(nnx.merge(graphdef, state), tokens)
-  ref_loss, ref_grads = _loss_and_grads(build_model(config.model, seed=0), jnp.tile(TOKENS, (2, 1)))
-  assert abs(float(loss) - float(ref_loss)) < 1e-5
-  assert _max_diff(nnx.state(grads), nnx.state(ref_grads)) < 1e-5
+  ref_loss, ref_grads = _single_device_reference()
+  assert abs(float(loss) - ref_loss) < 1e-5
+  assert _max_diff(nnx.state(grads), ref_grads) < 1e-5
+
+
+def _sharded_test_config():
+  config = get_config("smoke")
+  config.model.update(num_layers=3, layer_sharing="reverse", share_repeats=2)
+  return config
+
+
+@functools.cache
+def _single_device_reference():
+  """(loss, gradient state) of the sharded test's model on one device: computed once for every
+  mesh it is compared with."""
+  model = build_model(_sharded_test_config().model, seed=0)
+  loss, grads = _loss_and_grads(model, jnp.tile(TOKENS, (2, 1)))
+  return float(loss), nnx.state(grads)
 
 
 @pytest.mark.parametrize("unroll_max_depth", [0, 12])  # scanned, unrolled
