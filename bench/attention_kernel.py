@@ -45,11 +45,10 @@ def build_baseline(revision: str) -> str:
     if name.endswith(".cc"):
       sources.append(os.path.join(tmp, name))
   library = os.path.join(tmp, "baseline.so")
-  cmd = ["g++", "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno",
-         "-I", jax.ffi.include_dir(), *sources, "-o", library]
-  result = subprocess.run(cmd, capture_output=True, text=True)
-  if result.returncode != 0:
-    sys.exit(f"--baseline {revision}: build failed:\n{result.stderr[-2000:]}")
+  try:
+    native._build(library, sources)  # the package's own compiler and flags
+  except native.NativeBuildError as e:
+    sys.exit(f"--baseline {revision}: {e}")
   loaded = ctypes.cdll.LoadLibrary(library)
   for target, symbol in native.TARGETS.items():
     jax.ffi.register_ffi_target("baseline_" + target, jax.ffi.pycapsule(getattr(loaded, symbol)),

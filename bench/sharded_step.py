@@ -59,6 +59,9 @@ def main():
     sizes = tuple(int(x) for x in mesh.split("x"))
     if len(sizes) != 3:
       parser.error(f"--meshes: {mesh!r} is not data x fsdp x tensor, e.g. 2x2x2")
+    if int(np.prod(sizes)) > jax.device_count():
+      parser.error(f"--meshes: {mesh!r} needs {int(np.prod(sizes))} devices; there are "
+                   f"{jax.device_count()}")
     print(measure(args.preset, sizes, args.batch, args.calls), flush=True)
 
 

@@ -58,21 +58,23 @@ def _library_path() -> str:
   return os.path.join(cache, f"kernels-{key.hexdigest()[:16]}.so")
 
 
-def _build(path: str) -> None:
+def _build(path: str, sources=None) -> None:
+  """Compiles `sources` (default: this package's kernels) into the shared library `path`."""
+  sources = sources or SOURCES
   compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
   if not compiler:
     raise NativeBuildError("no C++ compiler found (set CXX or install g++) to build "
-                           f"{', '.join(SOURCES)}")
+                           f"{', '.join(sources)}")
   os.makedirs(os.path.dirname(path), exist_ok=True)
   # Build to a temporary name and rename: concurrent processes never load a half-written file.
   fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
   os.close(fd)
   cmd = [compiler, "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC",
-         "-fno-math-errno", "-I", jax.ffi.include_dir(), *SOURCES, "-o", tmp]
+         "-fno-math-errno", "-I", jax.ffi.include_dir(), *sources, "-o", tmp]
   result = subprocess.run(cmd, capture_output=True, text=True)
   if result.returncode != 0:
     os.unlink(tmp)
-    raise NativeBuildError(f"building {', '.join(SOURCES)} failed ({' '.join(cmd)}):\n"
+    raise NativeBuildError(f"building {', '.join(sources)} failed ({' '.join(cmd)}):\n"
                            f"{result.stderr[-2000:]}")
   os.replace(tmp, path)
 
