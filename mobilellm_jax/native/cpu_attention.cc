@@ -2,11 +2,14 @@
 //
 // Why: XLA:CPU runs attention as separate batched matmuls and element-wise passes, each writing
 // its [queries, keys] intermediate to memory; with head_dim 32 those matmuls reach ~30 GFLOP/s.
-// Here each (batch, kv head) pair is one work item that keeps its score tiles in cache and does
-// the softmax in the same loop (FlashAttention-2 style: forward keeps out + log-sum-exp,
-// backward recomputes probabilities tile by tile). Work items are spread over XLA's own
-// intra-op thread pool. On the causal diagonal, a score tile's fully masked 32-key half is not
-// computed; off it, the softmax skips the mask.
+// Here each (batch, kv head) pair is one work item that gathers its keys and values once and
+// keeps its intermediates in cache; work items are spread over XLA's own intra-op thread pool.
+// Forward: blocks of 6 query rows get their scores against every key they see, one exact
+// softmax per row, then probabilities x values (the item's keys and values stay in cache, so
+// no running rescale is needed). Backward: per key tile, blocks of 6 query rows recompute
+// probabilities from the saved log-sum-exp, add their dQ, and keep probabilities and score
+// gradients for a chunk of rows, which then go into the tile's dK and dV in one pass. Every
+// product runs through one 6-row register-blocked loop (accumulate_block).
 //
 // Layouts (row-major): q, out, dout, dq [B, L, H, E]; k, v, dk, dv [B, L, K, E]; lse [B, H, L].
 // Query head h uses kv head h / (H / K). E must be a multiple of 8 (checked in Python).
@@ -22,7 +25,7 @@
 
 namespace {
 
-constexpr int64_t kTile = 64;  // keys per tile (and queries per forward tile)
+constexpr int64_t kTile = 64;  // keys per tile
 
 struct Dims {
   int64_t B, L, H, K, E;
@@ -58,14 +61,6 @@ inline void rope_row(const float* x, const Dims& d, int64_t b, int64_t pos, bool
   }
 }
 
-// A load the compiler must keep in a register: where two FMAs use the same vector, GCC would
-// otherwise fold the load into both (twice the loads, and these loops are bound by loads).
-inline v8 load8_once(const float* p) {
-  v8 r = load8(p);
-  asm("" : "+x"(r));
-  return r;
-}
-
 // The rows an item reads and writes are strided (one head of each position), and the loops
 // over them were latency-bound: each asks for the row kPrefetchRows positions ahead.
 constexpr int64_t kPrefetchRows = 8;
@@ -82,133 +77,57 @@ inline v8i visible_mask(int64_t t, int64_t limit) {
   return (lane + static_cast<int32_t>(8 * t)) < static_cast<int32_t>(limit);
 }
 
-// s[j] = scale * sum_e row[e] * colsT[e][j], j < kTile (colsT is [E][kTile]).
-inline void row_times_tile(const float* row, const float* colsT, int64_t E, float scale,
-                           float* s) {
-  v8 acc[kTile / 8] = {};
-  for (int64_t e = 0; e < E; ++e) {
-    const v8 r = splat(row[e]);
-    const float* c = colsT + e * kTile;
-    for (int64_t t = 0; t < kTile / 8; ++t) acc[t] += r * load8(c + 8 * t);
-  }
-  for (int64_t t = 0; t < kTile / 8; ++t) store8(s + 8 * t, acc[t] * scale);
-}
+// The one register-blocked product every matmul of the kernel runs through:
+//   acc[r][0:W] (+)= sum_{j < n} w[r * wr + j * wj] * x[j * x_stride + 0:W],  r < R,
+// W = 8V floats. R rows of w (scores, probabilities, score gradients, or query rows) against a
+// panel of x rows: each x load feeds R FMAs and each broadcast of w feeds V. R = 6, V = 2 keeps
+// 12 accumulators in registers, which hides the FMA latency; the earlier 2 x 4 blocking ran at
+// ~60% of this one's rate in a standalone loop on this project's CPU.
+constexpr int kBlockRows = 6;
 
-// acc[0:8V] = acc * c + sum_{j < n} w[j] * rows[j][0:8V]. V (= E / 8) is a template argument
-// so the accumulators stay in registers; two sets (even/odd j) hide the FMA latency.
-template <int V>
-void accumulate_rows_v(const float* w, const float* rows, int64_t n, float c, float* acc) {
-  constexpr int E = 8 * V;
-  v8 even[V], odd[V];
-  for (int t = 0; t < V; ++t) { even[t] = load8(acc + 8 * t) * c; odd[t] = v8{}; }
-  int64_t j = 0;
-  for (; j + 1 < n; j += 2) {
-    for (int t = 0; t < V; ++t) {
-      even[t] += w[j] * load8(rows + j * E + 8 * t);
-      odd[t] += w[j + 1] * load8(rows + (j + 1) * E + 8 * t);
-    }
-  }
-  if (j < n)
-    for (int t = 0; t < V; ++t) even[t] += w[j] * load8(rows + j * E + 8 * t);
-  for (int t = 0; t < V; ++t) store8(acc + 8 * t, even[t] + odd[t]);
-}
-
-// Any E (multiple of 8): chunks of 4 vectors.
-inline void accumulate_rows(const float* w, const float* rows, int64_t n, int64_t E, float c,
-                            float* acc) {
-  switch (E) {
-    case 8: return accumulate_rows_v<1>(w, rows, n, c, acc);
-    case 16: return accumulate_rows_v<2>(w, rows, n, c, acc);
-    case 32: return accumulate_rows_v<4>(w, rows, n, c, acc);
-    case 64: return accumulate_rows_v<8>(w, rows, n, c, acc);
-  }
-  for (int64_t e0 = 0; e0 < E; e0 += 8) {
-    v8 x = load8(acc + e0) * c;
-    for (int64_t j = 0; j < n; ++j) x += w[j] * load8(rows + j * E + e0);
-    store8(acc + e0, x);
-  }
-}
-
-// Two query rows at a time share every load of the key tile: sa / sb[j] = scale * a / b . col j
-// for j < keys rounded up to 32 (on the causal diagonal the rest of the tile is masked anyway;
-// the caller's mask ignores what is left there). Half a tile (4 vectors) per pass keeps the 8
-// accumulators and the operands in 16 registers.
-static_assert(kTile % 32 == 0, "two_rows_times_tile works in halves of 4 vectors");
-inline void two_rows_times_tile(const float* a, const float* b, const float* colsT, int64_t E,
-                                float scale, float* sa, float* sb, int64_t keys = kTile) {
-  for (int64_t h = 0; h < kTile / 8 && 8 * h < keys; h += 4) {
-    v8 xa[4] = {}, xb[4] = {};
-    for (int64_t e = 0; e < E; ++e) {
-      const v8 ra = splat(a[e]), rb = splat(b[e]);
-      const float* c = colsT + e * kTile + 8 * h;
-      for (int t = 0; t < 4; ++t) {
-        const v8 col = load8_once(c + 8 * t);
-        xa[t] += ra * col;
-        xb[t] += rb * col;
-      }
-    }
-    for (int t = 0; t < 4; ++t) {
-      store8(sa + 8 * (h + t), xa[t] * scale);
-      store8(sb + 8 * (h + t), xb[t] * scale);
-    }
-  }
-}
-
-// accumulate_rows for two rows sharing the loads of `rows`: acc_a = acc_a * ca + wa . rows, and
-// the same for b; E in chunks of up to 4 vectors (8 accumulators in registers).
-template <int V>
-void accumulate_two_rows_v(const float* wa, const float* wb, const float* rows, int64_t n,
-                           int64_t E, float ca, float cb, float* acc_a, float* acc_b) {
-  v8 xa[V], xb[V];
-  for (int t = 0; t < V; ++t) { xa[t] = load8(acc_a + 8 * t) * ca; xb[t] = load8(acc_b + 8 * t) * cb; }
+template <int R, int V>
+void accumulate_block(const float* w, int64_t wr, int64_t wj, const float* x, int64_t x_stride,
+                      int64_t n, float* const* acc, bool fresh) {
+  v8 sum[R][V];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < V; ++t) sum[r][t] = fresh ? v8{} : load8(acc[r] + 8 * t);
   for (int64_t j = 0; j < n; ++j) {
-    const v8 ba = splat(wa[j]), bb = splat(wb[j]);
-    for (int t = 0; t < V; ++t) {
-      const v8 r = load8_once(rows + j * E + 8 * t);
-      xa[t] += ba * r;
-      xb[t] += bb * r;
+    v8 col[V];
+    for (int t = 0; t < V; ++t) col[t] = load8(x + j * x_stride + 8 * t);
+    for (int r = 0; r < R; ++r) {
+      const v8 b = splat(w[r * wr + j * wj]);
+      for (int t = 0; t < V; ++t) sum[r][t] += b * col[t];
     }
   }
-  for (int t = 0; t < V; ++t) { store8(acc_a + 8 * t, xa[t]); store8(acc_b + 8 * t, xb[t]); }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < V; ++t) store8(acc[r] + 8 * t, sum[r][t]);
 }
 
-inline void accumulate_two_rows(const float* wa, const float* wb, const float* rows, int64_t n,
-                                int64_t E, float ca, float cb, float* acc_a, float* acc_b) {
-  for (int64_t e0 = 0; e0 < E; e0 += 32) {
-    const float* r = rows + e0;
-    switch (std::min<int64_t>(4, (E - e0) / 8)) {
-      case 1: accumulate_two_rows_v<1>(wa, wb, r, n, E, ca, cb, acc_a + e0, acc_b + e0); break;
-      case 2: accumulate_two_rows_v<2>(wa, wb, r, n, E, ca, cb, acc_a + e0, acc_b + e0); break;
-      case 3: accumulate_two_rows_v<3>(wa, wb, r, n, E, ca, cb, acc_a + e0, acc_b + e0); break;
-      default: accumulate_two_rows_v<4>(wa, wb, r, n, E, ca, cb, acc_a + e0, acc_b + e0); break;
-    }
+template <int R>
+void accumulate_rows_of(const float* w, int64_t wr, int64_t wj, const float* x, int64_t x_stride,
+                        int64_t n, int64_t width, float* const* acc, bool fresh) {
+  for (int64_t c = 0; c < width; c += 16) {
+    float* at[R];
+    for (int r = 0; r < R; ++r) at[r] = acc[r] + c;
+    if (c + 16 <= width) accumulate_block<R, 2>(w, wr, wj, x + c, x_stride, n, at, fresh);
+    else accumulate_block<R, 1>(w, wr, wj, x + c, x_stride, n, at, fresh);
   }
 }
 
-// dst[j][0:E] += sum_i w[i][j] * x[i][0:E] for j < n: w is [kRows][kTile], x has kRows rows.
-constexpr int64_t kRows = 4;
-static_assert(kRows % 2 == 0, "the backward pass scores rows in pairs");
-inline void add_outer_rows(const float* w, const float* const* x, int64_t n, int64_t E,
-                           float* dst) {
-  for (int64_t e0 = 0; e0 < E; e0 += 16) {  // two vectors of E at a time: 8 x-vectors in registers
-    const bool two = e0 + 8 < E;
-    v8 xa[kRows], xb[kRows];
-    for (int64_t i = 0; i < kRows; ++i) {
-      xa[i] = load8(x[i] + e0);
-      xb[i] = two ? load8(x[i] + e0 + 8) : v8{};
-    }
-    for (int64_t j = 0; j < n; ++j) {
-      float* row = dst + j * E + e0;
-      v8 a = load8(row), c = two ? load8(row + 8) : v8{};
-      for (int64_t i = 0; i < kRows; ++i) {
-        a += w[i * kTile + j] * xa[i];
-        c += w[i * kTile + j] * xb[i];
-      }
-      store8(row, a);
-      if (two) store8(row + 8, c);
-    }
+// accumulate_block over a width that is a multiple of 8, for any R <= kBlockRows.
+void accumulate(int64_t R, const float* w, int64_t wr, int64_t wj, const float* x,
+                int64_t x_stride, int64_t n, int64_t width, float* const* acc, bool fresh) {
+  switch (R) {
+    case 6: return accumulate_rows_of<6>(w, wr, wj, x, x_stride, n, width, acc, fresh);
+    case 5: return accumulate_rows_of<5>(w, wr, wj, x, x_stride, n, width, acc, fresh);
+    case 4: return accumulate_rows_of<4>(w, wr, wj, x, x_stride, n, width, acc, fresh);
+    case 3: return accumulate_rows_of<3>(w, wr, wj, x, x_stride, n, width, acc, fresh);
+    case 2: return accumulate_rows_of<2>(w, wr, wj, x, x_stride, n, width, acc, fresh);
+    case 1: return accumulate_rows_of<1>(w, wr, wj, x, x_stride, n, width, acc, fresh);
   }
 }
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // c[i][j] = r[j][i] for an 8 x 8 block (the unpack / shuffle / 128-bit-lane-swap transpose).
 inline void transpose8x8(const v8 r[8], v8 c[8]) {
@@ -264,10 +183,11 @@ void load_tile(const float* x, const Dims& d, int64_t b, int64_t kh, int64_t k0,
 }
 
 // This item's query rows (its G heads, every position) gathered into [L][G][E], rotated by RoPE
-// when the Dims carry angles: contiguous rows for the loops below.
+// when the Dims carry angles, plus kBlockRows zero rows of padding: contiguous rows at one
+// stride (G * E) for the loops below, whose last block of rows may run past L.
 std::vector<float> gather_queries(const float* q, const Dims& d, int64_t b, int64_t kh) {
   const int64_t G = d.G(), E = d.E;
-  std::vector<float> rows(d.L * G * E);
+  std::vector<float> rows((d.L + kBlockRows) * G * E, 0.0f);
   for (int64_t pos = 0; pos < d.L; ++pos) {
     prefetch_row(q + d.q_at(b, std::min(pos + kPrefetchRows, d.L - 1), kh * G), G * E);
     for (int64_t g = 0; g < G; ++g)
@@ -276,42 +196,30 @@ std::vector<float> gather_queries(const float* q, const Dims& d, int64_t b, int6
   return rows;
 }
 
-
-// Online-softmax step for one query row over one key tile: s holds the tile's scores and
-// becomes its probabilities exp(s - m_new) (0 past `visible`); m and l (running max and sum)
-// are updated. Returns the factor that rescales the row's earlier accumulation.
-inline float softmax_tile(float* s, int64_t visible, float& m, float& l) {
-  // Off the diagonal every key is visible: the mask would only cost time there.
-  const bool masked = visible < kTile;
-  v8 tile_max = v8{} - std::numeric_limits<float>::infinity();
-  for (int64_t t = 0; t < kTile / 8; ++t) {
-    const v8 x = load8(&s[8 * t]);
-    const v8 larger = x > tile_max ? x : tile_max;
-    tile_max = masked ? (visible_mask(t, visible) ? larger : tile_max) : larger;
+// Scores of kBlockRows query rows (from `rows`, stride G * E) against keys [0, keys) (rounded up
+// to 8), unscaled, into s [kBlockRows][stride]; kT holds every key tile as [E][kTile].
+void block_scores(const float* rows, int64_t row_stride, const float* kT, int64_t keys,
+                  int64_t E, float* s, int64_t stride) {
+  for (int64_t k0 = 0; k0 < keys; k0 += kTile) {
+    float* at[kBlockRows];
+    for (int r = 0; r < kBlockRows; ++r) at[r] = s + r * stride + k0;
+    accumulate(kBlockRows, rows, row_stride, 1, kT + k0 * E, kTile, E,
+               round_up(std::min(kTile, keys - k0), 8), at, true);
   }
-  const float m_new = std::max(m, hmax(tile_max));
-  const float correction = std::exp(m - m_new);
-  v8 sum = {};
-  for (int64_t t = 0; t < kTile / 8; ++t) {
-    const v8 e = exp8(load8(&s[8 * t]) - m_new);
-    const v8 p = masked ? (visible_mask(t, visible) ? e : v8{}) : e;
-    store8(&s[8 * t], p);
-    sum += p;
-  }
-  l = l * correction + hsum(sum);
-  m = m_new;
-  return correction;
 }
 
+// Each block of kBlockRows query rows sees keys [0, last row's position]: its scores for all of
+// them first (one row of s per query), then one exact softmax per row (one max and one sum over
+// the row, no running rescale), then the probabilities times the value rows.
 void forward_item(const float* q, const float* k, const float* v, float* out, float* lse,
                   const Dims& d, int64_t b, int64_t kh) {
-  const int64_t G = d.G(), E = d.E, L = d.L, R = G * kTile;
+  const int64_t G = d.G(), E = d.E, L = d.L;
   const float scale = 1.0f / std::sqrt(static_cast<float>(E));
-  const int64_t tiles = (L + kTile - 1) / kTile;
-  // Every key tile, transposed, and every value row of this item, gathered once (not once per
-  // query tile).
-  std::vector<float> kT(tiles * E * kTile), vrows(tiles * kTile * E), s(2 * kTile), m(R), l(R),
-      acc(R * E);
+  const int64_t padded = round_up(L, kTile);
+  // Every key tile, transposed, and every value row of this item, gathered once (zero past L:
+  // a zero probability times an unset row must stay 0).
+  std::vector<float> kT(padded * E), vrows(padded * E, 0.0f), s(kBlockRows * padded),
+      acc(kBlockRows * E);
   for (int64_t k0 = 0; k0 < L; k0 += kTile) {
     const int64_t kn = std::min(kTile, L - k0);
     load_tile(k, d, b, kh, k0, kn, true, &kT[k0 * E], nullptr);
@@ -321,44 +229,43 @@ void forward_item(const float* q, const float* k, const float* v, float* out, fl
     }
   }
   const std::vector<float> qrows = gather_queries(q, d, b, kh);
-  for (int64_t q0 = 0; q0 < L; q0 += kTile) {
-    const int64_t qn = std::min(kTile, L - q0);
-    std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
-    std::fill(l.begin(), l.end(), 0.0f);
-    std::fill(acc.begin(), acc.end(), 0.0f);
-    for (int64_t k0 = 0; k0 < q0 + qn; k0 += kTile) {
-      const int64_t kn = std::min(kTile, L - k0);
-      const float* tileT = &kT[k0 * E];
-      const float* tile_rows = &vrows[k0 * E];
-      for (int64_t g = 0; g < G; ++g) {
-        const float* qh = &qrows[g * E];  // row pos at qh + pos * G * E
-        int64_t i = 0;
-        for (; i + 1 < qn; i += 2) {  // pairs of rows share the tile loads
-          const int64_t pos = q0 + i, r = g * kTile + i;
-          const int64_t visible = std::min(kn, pos - k0 + 1), visible_b = std::min(kn, visible + 1);
-          two_rows_times_tile(qh + pos * G * E, qh + (pos + 1) * G * E, tileT, E, scale,
-                              s.data(), s.data() + kTile, visible_b);
-          const float ca = softmax_tile(s.data(), visible, m[r], l[r]);
-          const float cb = softmax_tile(s.data() + kTile, visible_b, m[r + 1], l[r + 1]);
-          accumulate_two_rows(s.data(), s.data() + kTile, tile_rows, visible_b, E, ca, cb,
-                              &acc[r * E], &acc[(r + 1) * E]);
+  float* acc_rows[kBlockRows];
+  for (int r = 0; r < kBlockRows; ++r) acc_rows[r] = &acc[r * E];
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t h = kh * G + g;
+    for (int64_t p0 = 0; p0 < L; p0 += kBlockRows) {
+      const int64_t rows = std::min<int64_t>(kBlockRows, L - p0), keys = p0 + rows;
+      const int64_t width = round_up(keys, 8);
+      block_scores(&qrows[(p0 * G + g) * E], G * E, kT.data(), keys, E, s.data(), padded);
+      float l[kBlockRows], m[kBlockRows];
+      for (int64_t r = 0; r < kBlockRows; ++r) {
+        float* sr = &s[r * padded];
+        if (r >= rows) {  // padding rows: weight 0
+          std::fill(sr, sr + width, 0.0f);
+          continue;
         }
-        if (i < qn) {  // an odd row out
-          const int64_t pos = q0 + i, r = g * kTile + i;
-          const int64_t visible = std::min(kn, pos - k0 + 1);
-          row_times_tile(qh + pos * G * E, tileT, E, scale, s.data());
-          const float c = softmax_tile(s.data(), visible, m[r], l[r]);
-          accumulate_rows(s.data(), tile_rows, visible, E, c, &acc[r * E]);
+        const int64_t visible = p0 + r + 1;
+        v8 mx = v8{} - std::numeric_limits<float>::infinity();
+        for (int64_t t = 0; 8 * t < width; ++t) {
+          const v8 x = load8(sr + 8 * t);
+          const v8i lanes = visible_mask(t, visible);
+          mx = (lanes & (x > mx)) ? x : mx;
         }
+        m[r] = hmax(mx) * scale;
+        v8 sum = {};
+        for (int64_t t = 0; 8 * t < width; ++t) {
+          const v8 e = exp8(load8(sr + 8 * t) * scale - m[r]);
+          const v8 p = visible_mask(t, visible) ? e : v8{};
+          store8(sr + 8 * t, p);
+          sum += p;
+        }
+        l[r] = hsum(sum);
       }
-    }
-    for (int64_t g = 0; g < G; ++g) {
-      const int64_t h = kh * G + g;
-      for (int64_t i = 0; i < qn; ++i) {
-        const int64_t pos = q0 + i, r = g * kTile + i;
+      accumulate(kBlockRows, s.data(), padded, 1, vrows.data(), E, keys, E, acc_rows, true);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t pos = p0 + r;
         const float inv = 1.0f / l[r];
         float* o = out + ((b * L + pos) * d.H + h) * E;
-        prefetch_row_for_write(o + std::min(kPrefetchRows, q0 + qn - 1 - pos) * d.H * E, E);
         for (int64_t e = 0; e < E; ++e) o[e] = acc[r * E + e] * inv;
         lse[(b * d.H + h) * L + pos] = m[r] + std::log(l[r]);
       }
@@ -366,21 +273,25 @@ void forward_item(const float* q, const float* k, const float* v, float* out, fl
   }
 }
 
+// Query rows per pass of the backward pass's dK / dV products: their probabilities and score
+// gradients against one key tile are kept ([kChunkRows][kTile] each) and then multiplied into
+// the tile's dK, dV accumulators in one pass, so those are read and written once per chunk.
+constexpr int64_t kChunkRows = 8 * kBlockRows;
+
 void backward_item(const float* q, const float* k, const float* v, const float* out,
                    const float* lse, const float* dout, float* dq, float* dk, float* dv,
                    const Dims& d, int64_t b, int64_t kh) {
-  const int64_t G = d.G(), E = d.E, L = d.L;
+  const int64_t G = d.G(), E = d.E, L = d.L, stride = G * E;
   const float scale = 1.0f / std::sqrt(static_cast<float>(E));
-  std::vector<float> kT(E * kTile), krows(kTile * E), vT(E * kTile), p(kRows * kTile),
-      ds(kRows * kTile);
+  std::vector<float> kT(E * kTile), krows(kTile * E, 0.0f), vT(E * kTile),
+      p(kChunkRows * kTile), ds(kChunkRows * kTile), dp(kBlockRows * kTile);
   std::vector<float> dk_acc(kTile * E), dv_acc(kTile * E), delta(G * L);
-  // Query rows and their gradient in [L][G][E] item order (rotated by RoPE, when it applies;
-  // the gradient is rotated back as it is written out).
+  // Query rows, their gradient and dout's rows in [L][G][E] item order, padded like
+  // gather_queries (RoPE applied to the queries; the gradient is rotated back as it is written
+  // out), and delta = rowsum(dout * out) in the same pass over memory as dout's rows.
   const std::vector<float> qrows = gather_queries(q, d, b, kh);
-  std::vector<float> dqrows(L * G * E, 0.0f);
-  // dout's rows gathered in the same [L][G][E] order (every key tile reads them again), and
-  // delta = rowsum(dout * out) in the same pass over memory.
-  std::vector<float> dorows(L * G * E);
+  std::vector<float> dqrows((L + kBlockRows) * stride, 0.0f), dorows((L + kBlockRows) * stride,
+                                                                      0.0f);
   for (int64_t pos = 0; pos < L; ++pos) {
     const int64_t ahead = ((b * L + std::min(pos + kPrefetchRows, L - 1)) * d.H + kh * G) * E;
     prefetch_row(dout + ahead, G * E);
@@ -405,56 +316,61 @@ void backward_item(const float* q, const float* k, const float* v, const float* 
     std::fill(dv_acc.begin(), dv_acc.end(), 0.0f);
     for (int64_t g = 0; g < G; ++g) {
       const int64_t h = kh * G + g;
-      // Query rows in groups of kRows: the dk/dv tile accumulators are read and written once
-      // per group instead of once per row.
-      for (int64_t p0 = k0; p0 < L; p0 += kRows) {
-        const int64_t rows = std::min(kRows, L - p0);
-        const float* qs[kRows];
-        const float* dos[kRows];
-        float* dqs[kRows];
-        int64_t visible_of[kRows];
-        for (int64_t i = 0; i < kRows; ++i) {
-          const int64_t pos = p0 + std::min(i, rows - 1);  // pad by repeating a row, weight 0
-          qs[i] = &qrows[(pos * G + g) * E];
-          dos[i] = &dorows[(pos * G + g) * E];
-          dqs[i] = &dqrows[(pos * G + g) * E];
-          visible_of[i] = std::min(kn, pos - k0 + 1);
-        }
-        for (int64_t i = 0; i < kRows; i += 2) {  // scores and dp = dout . v, two rows at a time
-          two_rows_times_tile(qs[i], qs[i + 1], kT.data(), E, scale, &p[i * kTile],
-                              &p[(i + 1) * kTile], visible_of[i + 1]);
-          two_rows_times_tile(dos[i], dos[i + 1], vT.data(), E, 1.0f, &ds[i * kTile],
-                              &ds[(i + 1) * kTile], visible_of[i + 1]);
-        }
-        for (int64_t i = 0; i < kRows; ++i) {
-          float* pi = &p[i * kTile];
-          float* dsi = &ds[i * kTile];
-          if (i >= rows) {
-            std::fill(pi, pi + kTile, 0.0f);
-            std::fill(dsi, dsi + kTile, 0.0f);
-            continue;
+      // Rows before k0 see none of this tile's keys.
+      for (int64_t c0 = k0; c0 < L; c0 += kChunkRows) {
+        const int64_t chunk = round_up(std::min(kChunkRows, L - c0), kBlockRows);
+        for (int64_t p0 = c0; p0 < c0 + chunk; p0 += kBlockRows) {
+          const int64_t keys = std::min(kn, p0 + kBlockRows - k0);  // the block's last row's
+          const int64_t width = round_up(keys, 8);
+          float* pb = &p[(p0 - c0) * kTile];
+          float* db = &ds[(p0 - c0) * kTile];
+          float* at[kBlockRows];
+          for (int r = 0; r < kBlockRows; ++r) at[r] = pb + r * kTile;
+          accumulate(kBlockRows, &qrows[(p0 * G + g) * E], stride, 1, kT.data(), kTile, E,
+                     width, at, true);
+          for (int r = 0; r < kBlockRows; ++r) at[r] = &dp[r * kTile];
+          accumulate(kBlockRows, &dorows[(p0 * G + g) * E], stride, 1, vT.data(), kTile, E,
+                     width, at, true);
+          for (int64_t r = 0; r < kBlockRows; ++r) {
+            const int64_t pos = p0 + r;
+            float* pr = pb + r * kTile;
+            float* dr = db + r * kTile;
+            if (pos >= L) {  // padding rows: weight 0
+              std::fill(pr, pr + kTile, 0.0f);
+              std::fill(dr, dr + kTile, 0.0f);
+              continue;
+            }
+            const int64_t visible = std::min(kn, pos - k0 + 1);
+            const float row_lse = lse[(b * d.H + h) * L + pos], row_delta = delta[g * L + pos];
+            for (int64_t t = 0; 8 * t < width; ++t) {  // masked lanes -> 0
+              const v8i lanes = visible_mask(t, visible);
+              const v8 pt = lanes ? exp8(load8(pr + 8 * t) * scale - row_lse) : v8{};
+              const v8 dst = (load8(&dp[r * kTile + 8 * t]) - row_delta) * scale;
+              store8(pr + 8 * t, pt);
+              store8(dr + 8 * t, lanes ? pt * dst : v8{});
+            }
+            std::fill(pr + width, pr + kTile, 0.0f);  // keys no row of the block sees
+            std::fill(dr + width, dr + kTile, 0.0f);
           }
-          const int64_t pos = p0 + i;
-          const float row_lse = lse[(b * d.H + h) * L + pos], row_delta = delta[g * L + pos];
-          for (int64_t t = 0; t < kTile / 8; ++t) {  // masked lanes (stale past `keys`) -> 0
-            const v8i lanes = visible_mask(t, visible_of[i]);
-            const v8 pt = lanes ? exp8(load8(pi + 8 * t) - row_lse) : v8{};
-            const v8 dst = (load8(dsi + 8 * t) - row_delta) * scale;
-            store8(pi + 8 * t, pt);
-            store8(dsi + 8 * t, lanes ? pt * dst : v8{});
-          }
+          // dq rows += ds . k rows
+          for (int r = 0; r < kBlockRows; ++r) at[r] = &dqrows[((p0 + r) * G + g) * E];
+          accumulate(kBlockRows, db, kTile, 1, krows.data(), E, keys, E, at, false);
         }
-        for (int64_t i = 0; i < rows; i += 2) {  // dq rows += ds . k rows
-          if (i + 1 < rows) {
-            accumulate_two_rows(&ds[i * kTile], &ds[(i + 1) * kTile], krows.data(),
-                                visible_of[i + 1], E, 1.0f, 1.0f, dqs[i], dqs[i + 1]);
-          } else {  // the padding repeats this row's dq: accumulate it alone
-            accumulate_rows(&ds[i * kTile], krows.data(), visible_of[i], E, 1.0f, dqs[i]);
-          }
+        // dk rows += ds^T . q rows and dv rows += p^T . dout rows, over the chunk; key j sees
+        // rows from position k0 + j on.
+        for (int64_t j0 = 0; j0 < kn; j0 += kBlockRows) {
+          const int64_t R = std::min<int64_t>(kBlockRows, kn - j0);
+          const int64_t first = std::max<int64_t>(0, k0 + j0 - c0);
+          if (first >= chunk) continue;
+          float* at[kBlockRows];
+          const int64_t from = ((c0 + first) * G + g) * E;
+          for (int r = 0; r < R; ++r) at[r] = &dk_acc[(j0 + r) * E];
+          accumulate(R, &ds[first * kTile + j0], 1, kTile, &qrows[from], stride, chunk - first,
+                     E, at, false);
+          for (int r = 0; r < R; ++r) at[r] = &dv_acc[(j0 + r) * E];
+          accumulate(R, &p[first * kTile + j0], 1, kTile, &dorows[from], stride, chunk - first,
+                     E, at, false);
         }
-        const int64_t visible = std::min(kn, p0 + rows - 1 - k0 + 1);  // the group's last row
-        add_outer_rows(ds.data(), qs, visible, E, dk_acc.data());
-        add_outer_rows(p.data(), dos, visible, E, dv_acc.data());
       }
     }
     for (int64_t j = 0; j < kn; ++j) {
