@@ -244,21 +244,39 @@ void forward_item(const float* q, const float* k, const float* v, float* out, fl
           std::fill(sr, sr + width, 0.0f);
           continue;
         }
-        const int64_t visible = p0 + r + 1;
-        v8 mx = v8{} - std::numeric_limits<float>::infinity();
-        for (int64_t t = 0; 8 * t < width; ++t) {
-          const v8 x = load8(sr + 8 * t);
-          const v8i lanes = visible_mask(t, visible);
-          mx = (lanes & (x > mx)) ? x : mx;
+        // Row pos sees keys [0, pos]: whole vectors first, then one masked vector (if any),
+        // then zeros up to the block's width.
+        const int64_t visible = p0 + r + 1, whole = visible / 8;
+        const v8 minus_inf = v8{} - std::numeric_limits<float>::infinity();
+        v8 mx0 = minus_inf, mx1 = minus_inf;  // two chains: max has latency, not throughput
+        int64_t t = 0;
+        for (; t + 1 < whole; t += 2) {
+          const v8 x0 = load8(sr + 8 * t), x1 = load8(sr + 8 * t + 8);
+          mx0 = x0 > mx0 ? x0 : mx0;
+          mx1 = x1 > mx1 ? x1 : mx1;
         }
-        m[r] = hmax(mx) * scale;
-        v8 sum = {};
-        for (int64_t t = 0; 8 * t < width; ++t) {
+        for (; 8 * t < width; ++t) {
+          const v8 x = load8(sr + 8 * t);
+          mx0 = (visible_mask(t, visible) & (x > mx0)) ? x : mx0;
+        }
+        mx0 = mx0 > mx1 ? mx0 : mx1;
+        m[r] = hmax(mx0) * scale;
+        v8 sum0 = {}, sum1 = {};
+        for (t = 0; t + 1 < whole; t += 2) {
+          const v8 e0 = exp8(load8(sr + 8 * t) * scale - m[r]);
+          const v8 e1 = exp8(load8(sr + 8 * t + 8) * scale - m[r]);
+          store8(sr + 8 * t, e0);
+          store8(sr + 8 * t + 8, e1);
+          sum0 += e0;
+          sum1 += e1;
+        }
+        for (; 8 * t < width; ++t) {
           const v8 e = exp8(load8(sr + 8 * t) * scale - m[r]);
           const v8 p = visible_mask(t, visible) ? e : v8{};
           store8(sr + 8 * t, p);
-          sum += p;
+          sum0 += p;
         }
+        const v8 sum = sum0 + sum1;
         l[r] = hsum(sum);
       }
       accumulate(kBlockRows, s.data(), padded, 1, vrows.data(), E, keys, E, acc_rows, true);
@@ -342,7 +360,14 @@ void backward_item(const float* q, const float* k, const float* v, const float* 
             }
             const int64_t visible = std::min(kn, pos - k0 + 1);
             const float row_lse = lse[(b * d.H + h) * L + pos], row_delta = delta[g * L + pos];
-            for (int64_t t = 0; 8 * t < width; ++t) {  // masked lanes -> 0
+            int64_t t = 0;
+            for (; t < visible / 8; ++t) {  // whole vectors of visible keys
+              const v8 pt = exp8(load8(pr + 8 * t) * scale - row_lse);
+              const v8 dst = (load8(&dp[r * kTile + 8 * t]) - row_delta) * scale;
+              store8(pr + 8 * t, pt);
+              store8(dr + 8 * t, pt * dst);
+            }
+            for (; 8 * t < width; ++t) {  // masked lanes -> 0
               const v8i lanes = visible_mask(t, visible);
               const v8 pt = lanes ? exp8(load8(pr + 8 * t) * scale - row_lse) : v8{};
               const v8 dst = (load8(&dp[r * kTile + 8 * t]) - row_delta) * scale;
