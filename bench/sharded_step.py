@@ -35,7 +35,8 @@ def measure(preset: str, mesh_sizes, batch: int, calls: int) -> str:
   rows = sharding.batch_sharding(mesh)
   data = {"inputs": jax.device_put(jnp.asarray(tokens[:, :-1], jnp.int32), rows),
           "targets": jax.device_put(jnp.asarray(tokens[:, 1:], jnp.int32), rows)}
-  step = jax.jit(lambda p, b: train_step.loss_and_grads(p, graphdef, b, 1))
+  step = jax.jit(lambda p, b: train_step.loss_and_grads(p, graphdef, b, 1),
+                 compiler_options=train_step.compiler_options())
   gathers = step.lower(params, data).compile().as_text().count(" all-gather(")
   loss = float(step(params, data)[0])
   times = []

@@ -54,7 +54,7 @@ def ours(config, batch, seq):
   state = train_step.init_train_state(params, optimizer)
   step = jax.jit(functools.partial(train_step.train_step, graphdef=graphdef, optimizer=optimizer,
                                    schedule=lr_schedule(config.optim, 1000), grad_accum_steps=1),
-                 donate_argnums=0)
+                 donate_argnums=0, compiler_options=train_step.compiler_options())
   tokens = np.random.default_rng(0).integers(0, config.model.vocab_size, (batch, seq + 1))
   data = {"inputs": jnp.asarray(tokens[:, :-1], jnp.int32),
           "targets": jnp.asarray(tokens[:, 1:], jnp.int32)}

@@ -43,7 +43,8 @@ class _Evaluator:
 
   def __init__(self, config, graphdef, batch_sharding):
     self.config, self.batch_sharding = config, batch_sharding
-    self._step = jax.jit(functools.partial(train_step.eval_step, graphdef=graphdef))
+    self._step = jax.jit(functools.partial(train_step.eval_step, graphdef=graphdef),
+                         compiler_options=train_step.compiler_options())
 
   def __call__(self, params, max_batches=None) -> dict:
     loss_sum, count = 0.0, 0.0
@@ -129,7 +130,7 @@ def train(config, workdir: str, devices=None) -> dict:
       functools.partial(train_step.train_step, graphdef=graphdef, optimizer=optimizer,
                         schedule=schedule, grad_accum_steps=config.train.grad_accum_steps),
       in_shardings=(state_shardings, batch_sharding), out_shardings=(state_shardings, None),
-      donate_argnums=0)
+      donate_argnums=0, compiler_options=train_step.compiler_options())
   evaluate = _Evaluator(config, graphdef, batch_sharding)
 
   counts = counting.param_counts(config.model)

@@ -1,6 +1,6 @@
 """Pure functions of the training state: loss, init, the train step (with gradient
-accumulation) and the eval step. `train.py` jits them with shardings; tests and benchmarks call
-the same functions.
+accumulation) and the eval step. `train.py` jits them with shardings and `compiler_options()`;
+tests and benchmarks call the same functions.
 
 The train state is a plain dict: params (pure nested dict of arrays, merged into the NNX graph
 inside the step), opt_state (optax), step, and first_bad_step (-1 until a loss is NaN/Inf: found
@@ -13,6 +13,18 @@ import optax
 from flax import nnx
 
 from mobilellm_jax import losses
+
+
+def compiler_options() -> dict | None:
+  """XLA options for the compiled train and eval steps (`jax.jit(..., compiler_options=)`).
+
+  On CPU, YNNPACK (XLA:CPU's matmul library) keeps the matmuls but not the reductions: the
+  pinned jaxlib also hands it row reductions (RMSNorm's mean of squares, its gradient's sums),
+  which ran about 2x slower than XLA's own loops inside the scan over layers (bench/README.md,
+  session 9). None elsewhere."""
+  if jax.default_backend() != "cpu":
+    return None
+  return {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
 def loss_fn(params, graphdef, batch):
