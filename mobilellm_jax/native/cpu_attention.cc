@@ -81,8 +81,9 @@ inline v8i visible_mask(int64_t t, int64_t limit) {
 //   acc[r][0:W] (+)= sum_{j < n} w[r * wr + j * wj] * x[j * x_stride + 0:W],  r < R,
 // W = 8V floats. R rows of w (scores, probabilities, score gradients, or query rows) against a
 // panel of x rows: each x load feeds R FMAs and each broadcast of w feeds V. R = 6, V = 2 keeps
-// 12 accumulators in registers, which hides the FMA latency; the earlier 2 x 4 blocking ran at
-// ~60% of this one's rate in a standalone loop on this project's CPU.
+// 12 accumulators in registers, which hides the FMA latency; the earlier blocking (2 rows x 4
+// vectors, 8 accumulators) ran at 65-90% of this one's rate in a standalone loop on this
+// project's CPU (bench/README.md, session 9).
 constexpr int kBlockRows = 6;
 
 template <int R, int V>
