@@ -6,6 +6,7 @@ F ffn hidden, V vocab, N unique blocks.
 """
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,7 @@ from flax import nnx
 from mobilellm_jax import feedforward
 from mobilellm_jax.attention import causal_attention, fused_cpu_qkv_attention, resolve
 from mobilellm_jax.dense import dense, matmul_bwd, matmul_fwd
+from mobilellm_jax.layer_scan import scan_layers
 from mobilellm_jax.norm import rms_norm, rms_norm_into
 from mobilellm_jax.schedule import layer_passes
 
@@ -223,15 +225,15 @@ class Decoder(nnx.Module):
     args = self.args
     graphdef, stacked_state = nnx.split(self.blocks)
 
-    def run_block(x, layer_state):
-      return nnx.merge(graphdef, layer_state)(x, sin, cos)
+    def run_block(x, layer_state, sin_cos):
+      return nnx.merge(graphdef, layer_state)(x, *sin_cos)
 
     if args.remat != "none":
       run_block = jax.checkpoint(run_block, policy=_REMAT_POLICIES[args.remat])
 
-    def visit(x, layer_state, inner):
+    def visit(x, layer_state, sin_cos, inner):
       for _ in range(inner):
-        x = run_block(x, layer_state)
+        x = run_block(x, layer_state, sin_cos)
       return x
 
     if not args.scanned:
@@ -243,12 +245,12 @@ class Decoder(nnx.Module):
                       for i in range(args.num_layers)]
     for reverse, inner in layer_passes(args.layer_sharing, args.share_repeats):
       if args.scanned:
-        body = lambda x, s, inner=inner: (visit(x, s, inner), None)
-        x_BxLxD, _ = jax.lax.scan(body, x_BxLxD, stacked_state, reverse=reverse)
+        x_BxLxD = scan_layers(functools.partial(visit, inner=inner), x_BxLxD, stacked_state,
+                              (sin, cos), reverse=reverse)
       else:
         order = range(args.num_layers - 1, -1, -1) if reverse else range(args.num_layers)
         for i in order:
-          x_BxLxD = visit(x_BxLxD, layer_states[i], inner)
+          x_BxLxD = visit(x_BxLxD, layer_states[i], (sin, cos), inner)
     return x_BxLxD
 
 

@@ -197,7 +197,13 @@ def test_kernels_take_each_devices_rows_on_a_data_mesh(unroll_max_depth):
   assert {re.search(r'custom_call_target="(\w+)"', c).group(1) for c in calls} >= {
       "mobilellm_fused_attention_fwd", "mobilellm_fused_attention_bwd", "mobilellm_swiglu_bwd",
       "mobilellm_softmax_cross_entropy"}
-  assert {int(dims.split(",")[0]) for c in calls for dims in re.findall(r"[fs]32\[([\d,]*)\]", c)} == {2}
+  shapes = {c: [[int(d) for d in dims.split(",")] for dims in re.findall(r"[fs]32\[([\d,]*)\]", c)]
+            for c in calls}
+  assert {s[0] for c in calls if "uninitialised" not in c for s in shapes[c]} == {2}
+  # layer_scan's stacks of saved values: [layers, batch / 8, ...] on each device (weights whole)
+  stacks = [shapes[c][0] for c in calls if "uninitialised" in c]
+  assert bool(stacks) == (unroll_max_depth == 0)
+  assert all(s[1] in (2, config.model.dim) for s in stacks)
 
 
 def test_mesh_shape_errors_name_the_fields():

@@ -1,7 +1,8 @@
 """C++ kernels for XLA:CPU, built on first use with the system C++ compiler and called via the
 XLA FFI: fused causal attention (cpu_attention.cc), SwiGLU's element-wise backward pass
-(cpu_swiglu.cc) and a chunk's softmax cross-entropy with its gradient (cpu_cross_entropy.cc);
-cpu_common.h holds what they share.
+(cpu_swiglu.cc), a chunk's softmax cross-entropy with its gradient (cpu_cross_entropy.cc) and an
+unwritten buffer for layer_scan.py's stacks (cpu_uninitialised.cc); cpu_common.h holds what the
+kernels share.
 
 The shared library is compiled once per (source, jaxlib, CPU) into ~/.cache/mobilellm_jax/native
 (MOBILELLM_NATIVE_CACHE overrides) and reused; a build takes ~20 s. Without a compiler, `load()`
@@ -24,14 +25,16 @@ from mobilellm_jax.native.partitioning import batch_split  # noqa: F401 (re-expo
 
 _HERE = os.path.dirname(__file__)
 SOURCES = [os.path.join(_HERE, name) for name in ("cpu_attention.cc", "cpu_swiglu.cc",
-                                                    "cpu_cross_entropy.cc")]
+                                                    "cpu_cross_entropy.cc",
+                                                    "cpu_uninitialised.cc")]
 HEADERS = [os.path.join(_HERE, "cpu_common.h")]
 TARGETS = {"mobilellm_attention_fwd": "MobilellmAttentionForward",
            "mobilellm_attention_bwd": "MobilellmAttentionBackward",
            "mobilellm_fused_attention_fwd": "MobilellmFusedAttentionForward",
            "mobilellm_fused_attention_bwd": "MobilellmFusedAttentionBackward",
            "mobilellm_swiglu_bwd": "MobilellmSwigluBackward",
-           "mobilellm_softmax_cross_entropy": "MobilellmSoftmaxCrossEntropy"}
+           "mobilellm_softmax_cross_entropy": "MobilellmSoftmaxCrossEntropy",
+           "mobilellm_uninitialised": "MobilellmUninitialised"}
 
 
 class NativeBuildError(RuntimeError):
