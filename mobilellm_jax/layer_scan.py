@@ -94,6 +94,11 @@ def _sources(pullback, params, consts):
   return tuple(sources)
 
 
+def _saved(leaves, sources):
+  """The pullback leaves that _sources marks to be stacked, in order."""
+  return [leaf for leaf, (kind, _) in zip(leaves, sources) if kind == "saved"]
+
+
 def _layer_pullback(layer_fn, x, stacked_params, consts):
   """(treedef, sources, abstract saved values) of one layer's pullback, from an abstract trace."""
   one = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape[1:], p.dtype), stacked_params)
@@ -106,8 +111,7 @@ def _layer_pullback(layer_fn, x, stacked_params, consts):
 
   pullback = jax.eval_shape(trace, x, one, consts)
   leaves, treedef = jax.tree.flatten(pullback)
-  saved = [leaf for leaf, (kind, _) in zip(leaves, found["sources"]) if kind == "saved"]
-  return treedef, found["sources"], saved
+  return treedef, found["sources"], _saved(leaves, found["sources"])
 
 
 def _fwd(layer_fn, reverse, x, stacked_params, consts):
@@ -121,8 +125,7 @@ def _fwd(layer_fn, reverse, x, stacked_params, consts):
     h, pullback = jax.vjp(layer_fn, h, params, consts)
     if _sources(pullback, params, consts) != sources:
       raise AssertionError("layer_scan: a layer's pullback changed between two traces")
-    values = [leaf for leaf, (kind, _) in zip(jax.tree.leaves(pullback), sources)
-              if kind == "saved"]
+    values = _saved(jax.tree.leaves(pullback), sources)
     stacks = [jax.lax.dynamic_update_index_in_dim(s, v, i, 0) for s, v in zip(stacks, values)]
     return (h, stacks), None
 
