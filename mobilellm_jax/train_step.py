@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from mobilellm_jax import losses
+from mobilellm_jax import losses, optim
 
 
 def compiler_options() -> dict | None:
@@ -70,7 +70,7 @@ def train_step(state: dict, batch, *, graphdef, optimizer, schedule, grad_accum_
   params = optax.apply_updates(state["params"], updates)
   newly_bad = (state["first_bad_step"] < 0) & ~jnp.isfinite(loss)
   first_bad_step = jnp.where(newly_bad, state["step"] + 1, state["first_bad_step"])
-  metrics = dict(loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(state["step"]))
+  metrics = dict(loss=loss, grad_norm=optim.global_norm(grads), lr=schedule(state["step"]))
   return dict(params=params, opt_state=opt_state, step=state["step"] + 1,
               first_bad_step=first_bad_step), metrics
 

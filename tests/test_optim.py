@@ -50,3 +50,19 @@ def test_optimizer_steps_match_optax_clip_and_adamw():
     p_ref = optax.apply_updates(p_ref, u)
   for a, b in zip(jax.tree.leaves(p_ours), jax.tree.leaves(p_ref)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_global_norm_matches_optax(dtype):
+  grads = jax.tree.map(lambda x: x.astype(dtype), _tree(2, 3.0))
+  exact = optax.tree.norm(jax.tree.map(lambda x: x.astype(jnp.float32), grads))
+  assert float(optim.global_norm(grads)) == pytest.approx(float(exact), rel=1e-5)
+
+
+def test_global_norm_of_sharded_leaves_gathers_nothing():
+  mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))  # as the trainer
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "data"))
+  grads = {"w": jax.device_put(jax.random.normal(jax.random.key(3), (6, 64, 16)), sharding)}
+  norm = jax.jit(optim.global_norm)
+  assert float(norm(grads)) == pytest.approx(float(optax.tree.norm(grads)), rel=1e-6)
+  assert "all-gather" not in norm.lower(grads).compile().as_text()
