@@ -30,9 +30,10 @@ def test_applies_on_glibc_and_env_switches_it_off(monkeypatch):
   assert host_memory.keep_freed_memory() is False
 
 
-def _faults(tuned: bool) -> int:
+def _run(script: str, tuned: bool) -> int:
+  """The number `script` prints last, run in a fresh process with or without the tuning."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-  out = subprocess.run([sys.executable, "-c", _FAULTS, "1" if tuned else "0"], env=env,
+  out = subprocess.run([sys.executable, "-c", script, "1" if tuned else "0"], env=env,
                        capture_output=True, text=True, check=True)
   return int(out.stdout.split()[-1])
 
@@ -41,12 +42,12 @@ def test_reused_buffers_do_not_fault_again():
   # Twenty more 64 MB results after the first: untuned, each faults its 16k pages in anew (328k);
   # tuned, they reuse freed memory (measured 0 to 98k: a small block sometimes splits a freed one
   # and the heap grows again).
-  untuned, tuned = _faults(False), _faults(True)
+  untuned, tuned = _run(_FAULTS, False), _run(_FAULTS, True)
   assert untuned > 20 * 10_000
   assert tuned < untuned / 2
 
 
-_RETURNED = """
+_KEPT = """
 import ctypes, sys
 if sys.argv[1] == "1":
   import mobilellm_jax
@@ -64,16 +65,9 @@ print(rss() - before)
 """
 
 
-def _kept_after_free(tuned: bool) -> int:
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-  out = subprocess.run([sys.executable, "-c", _RETURNED, "1" if tuned else "0"], env=env,
-                       capture_output=True, text=True, check=True)
-  return int(out.stdout.split()[-1])
-
-
 def test_freed_memory_above_2gb_stays_in_the_process():
   # A trim threshold of 2**31 - 1 still handed a free heap top above 2 GB back to the OS: at
   # MobileLLM-125M that refaulted 1.4 GB every few steps (bench/README.md, session 11). Untuned,
   # a block this size is an mmap() that free() unmaps.
-  assert _kept_after_free(False) < 16 << 20
-  assert _kept_after_free(True) >= 48 << 20
+  assert _run(_KEPT, False) < 16 << 20
+  assert _run(_KEPT, True) >= 48 << 20
