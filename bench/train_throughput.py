@@ -8,8 +8,9 @@ in one process, alternating; plus MFU.
 
 Prints one line per size (and attention kernel): tokens/s for both (best round), the ratio of
 those, the median and range of the ratio within each round, and MFU. Timing starts after each
-has compiled and two untimed alternating rounds (WARMUP_ROUNDS). Single device (no mesh). On CPU, MFU is against the best f32 matmul measured on this machine; on a GPU
-against the bf16 datasheet peak (flops.py) and against a bf16 matmul measured in the run. On a GPU
+has compiled and two untimed alternating rounds (WARMUP_ROUNDS). Single device (no mesh). On
+CPU, MFU is against the best f32 matmul measured on this machine; on a GPU against the bf16
+datasheet peak (flops.py) and against a bf16 matmul measured in the run. On a GPU
 PyTorch runs with fp32 weights under bf16 autocast (our compute_dtype) and fused AdamW.
 """
 

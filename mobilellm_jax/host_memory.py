@@ -9,8 +9,9 @@ peak heap until it exits, which is what a training process does anyway.
 
 No trimming means M_TRIM_THRESHOLD = -1 (never). The largest positive value, 2**31 - 1, still
 handed a free heap top above 2 GB back to the OS: at MobileLLM-125M (1.4 GB of temporaries per
-step) the heap grew, was trimmed and was faulted in again every few steps, ~345k faults and 1-3 s
-of system time each time (6 such steps in 20; 2 with -1, then none; bench/README.md, session 11).
+step) the heap grew, was trimmed and was faulted in again every few steps, ~345k faults and 1-4 s
+of system time each time (6 such steps in 20; with -1, 3 in the first 4 steps, then none;
+bench/README.md, session 11).
 
 This must run before XLA starts its threads, so the package calls it on import. Set
 MOBILELLM_MALLOC_TUNING=0 to leave malloc alone. A no-op where libc is not glibc.
