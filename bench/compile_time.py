@@ -34,6 +34,7 @@ def compile_seconds(model_config, batch: int, seq: int) -> tuple[float, float]:
 
 
 def main():
+  jax.config.update("jax_enable_compilation_cache", False)  # measure compiles, not cache loads
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--preset", default="cpu")
   parser.add_argument("--depths", default="6,30,60", help="effective depths")

@@ -12,6 +12,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from mobilellm_jax import compile_cache
 from mobilellm_jax.configs import ConfigError
 from mobilellm_jax.data import DataError
 from mobilellm_jax.train import train
@@ -25,6 +26,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; resumed
 
 def main(argv):
   del argv
+  compile_cache.enable()  # a resumed run loads its compiled programs
   try:
     summary = train(_CONFIG.value, _WORKDIR.value)
   except (ConfigError, DataError) as error:

@@ -8,7 +8,7 @@ import traceback
 
 import ml_collections
 
-from mobilellm_jax import counting, flops, footprint, sweeps
+from mobilellm_jax import compile_cache, counting, flops, footprint, sweeps
 from mobilellm_jax.tracking import run_name
 
 # Throughput assumed for time estimates (labelled as such wherever printed).
@@ -115,6 +115,7 @@ def ensure_data(runs) -> None:
 def run_one(config_dict: dict, run_dir: str) -> dict:
   """Trains one run (picklable: SLURM tasks call this). A failure is written to error.txt."""
   from mobilellm_jax.train import train  # pylint: disable=import-outside-toplevel
+  compile_cache.enable()  # here, not in the CLI: SLURM tasks start in this function
   config = ml_collections.ConfigDict(config_dict)
   error_path = os.path.join(run_dir, "error.txt")
   try:

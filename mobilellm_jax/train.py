@@ -14,7 +14,8 @@ import jax
 from mobilellm_jax import (checkpointing, counting, distributed, flops, footprint, sharding,
                            train_step, tracking)
 from mobilellm_jax.configs import validate
-from mobilellm_jax.data import load_tokenizer, make_eval_iterator, make_train_iterator
+from mobilellm_jax.data import (check_eval_split, load_tokenizer, make_eval_iterator,
+                                make_train_iterator)
 from mobilellm_jax.model import build_model
 from mobilellm_jax.optim import lr_schedule, make_optimizer
 
@@ -108,6 +109,7 @@ def train(config, workdir: str, devices=None) -> dict:
   tokenizer = load_tokenizer(config)  # fails early (with what to run) on a missing corpus or vocab mismatch
   data_iter = make_train_iterator(config, process_index=jax.process_index(),
                                   process_count=jax.process_count())
+  check_eval_split(config)  # the final evaluation must not fail after the whole run
 
   mesh = sharding.make_mesh(config.train, devices)
   sharding.check_batch_divides(config.train, mesh)
@@ -155,7 +157,7 @@ def train(config, workdir: str, devices=None) -> dict:
     checkpointer.save(step, state, data_iter, dict(meta, saved_at=time.time()))
 
   window_start, window_steps, train_seconds = time.perf_counter(), 0, meta["train_seconds"]
-  metrics, last_val = {}, {}
+  metrics, last_val, first_step_seconds = {}, {}, None
   try:
     for step in range(start_step + 1, num_steps + 1):
       local = next(data_iter)
@@ -165,6 +167,8 @@ def train(config, workdir: str, devices=None) -> dict:
       window_steps += 1
       if step == start_step + 1:  # the first step compiles: keep it out of throughput
         jax.block_until_ready(metrics)
+        first_step_seconds = time.perf_counter() - window_start
+        tracker.print(f"step {step} (compiling the train step) took {first_step_seconds:.1f} s")
         window_start, window_steps = time.perf_counter(), 0
       if step % config.train.log_every == 0 or step == num_steps:
         metrics = jax.device_get(metrics)
@@ -220,6 +224,7 @@ def train(config, workdir: str, devices=None) -> dict:
       **final_val, tokens_per_s=tokens_per_s,
       mfu=flops_per_token * tokens_per_s / peak_flops if tokens_per_s else None,
       peak_flops=peak_flops, peak_source=peak_source, train_seconds=train_seconds,
+      first_step_seconds=first_step_seconds,
       wall_seconds=time.time() - started, versions=_versions(),
       zeroshot=zeroshot, tokenizer=dict(path=tokenizer.path, sha256=tokenizer.sha256),
       device=footprint.device_footprint(config.model))

@@ -11,6 +11,7 @@ import jax
 import pytest
 
 from mobilellm_jax.configs import get_config
+from mobilellm_jax.data import DataError
 from mobilellm_jax.data.testing import build_tiny_corpus
 from mobilellm_jax.train import NonFiniteLossError, train
 
@@ -90,10 +91,21 @@ RESUME_RUN = {"train.num_steps": 100, "train.checkpoint_every": 25, "train.log_e
               "train.batch_size": 8, "model.dim": 128, "model.num_layers": 3, "data.seq_len": 64}
 
 
+def _one_device_cli_env(cache_dir):
+  """The CLI on one CPU device, with its compilation cache (as users get it) in cache_dir."""
+  env = dict(os.environ, MOBILELLM_JAX_COMPILE_CACHE=str(cache_dir),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")  # cache even the smallest program
+  env["XLA_FLAGS"] = env["XLA_FLAGS"].replace("--xla_force_host_platform_device_count=8", "")
+  return env
+
+
 def test_sigkill_then_resume_ends_like_an_uninterrupted_run(data_dir, tmp_path):
-  workdir = tmp_path / "killed"
+  """On one device, so the resumed process can also load its train step from the compilation
+  cache (sharded CPU programs miss it: compile_cache.py)."""
+  workdir, cache = tmp_path / "killed", tmp_path / "xla"
+  env = _one_device_cli_env(cache)
   proc = subprocess.Popen(_train_cli(workdir, data_dir, **RESUME_RUN), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+                          stderr=subprocess.PIPE, text=True, env=env)
   deadline = time.time() + 240
   while not (workdir / "checkpoints" / "50").exists():
     assert proc.poll() is None, proc.stderr.read()
@@ -103,20 +115,25 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(data_dir, tmp_path):
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   assert not (workdir / "summary.json").exists()
+  compiled = sorted(p.name for p in cache.iterdir() if p.name.startswith("jit_train_step-"))
+  assert len(compiled) == 1, sorted(p.name for p in cache.iterdir())
 
   started = time.time()
   resumed = subprocess.run(_train_cli(workdir, data_dir, **RESUME_RUN), capture_output=True,
-                           text=True)
+                           text=True, env=env)
   assert resumed.returncode == 0, resumed.stderr
   assert "resumed at step" in resumed.stdout
+  assert "step 51 (compiling the train step) took" in resumed.stdout
   resume_seconds = time.time() - started
+  # The same program, so the same key: loaded from the cache, nothing new written.
+  assert sorted(p.name for p in cache.iterdir() if p.name.startswith("jit_train_step-")) == compiled
   killed_summary = json.loads((workdir / "summary.json").read_text())
 
-  config = smoke_config(data_dir)
-  for field, value in RESUME_RUN.items():  # the same run, in process
-    section, key = field.split(".")
-    config[section][key] = value
-  clean = train(config, str(tmp_path / "clean"))
+  # The same run uninterrupted, also a one-device process: this pytest process has 8 devices,
+  # and its losses differ in the 6th digit.
+  subprocess.run(_train_cli(tmp_path / "clean", data_dir, **RESUME_RUN), capture_output=True,
+                 check=True, env=env)
+  clean = json.loads((tmp_path / "clean" / "summary.json").read_text())
   assert killed_summary["final_train_loss"] == pytest.approx(clean["final_train_loss"], abs=1e-6)
   assert killed_summary["val_loss"] == pytest.approx(clean["val_loss"], abs=1e-6)
   assert losses(workdir) == pytest.approx(losses(tmp_path / "clean"), abs=1e-6)
@@ -166,6 +183,14 @@ def test_cli_reports_missing_data_with_what_to_run(tmp_path):
                           text=True)
   assert result.returncode == 2
   assert "mobilellm_jax.data.prepare" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_split_too_small_for_a_batch_fails_before_training(data_dir, tmp_path):
+  config = smoke_config(data_dir, batch_size=8)
+  config.data.seq_len = config.model.max_seq_len = 128  # the tiny validation split: 4 rows
+  with pytest.raises(DataError, match="validation has .* fewer than one batch of 8"):
+    train(config, str(tmp_path))
+  assert not os.path.exists(tmp_path / "checkpoints")  # nothing was trained
 
 
 def _free_port():

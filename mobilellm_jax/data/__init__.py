@@ -5,7 +5,8 @@
 """
 
 from mobilellm_jax.data.errors import DataError
-from mobilellm_jax.data.pipeline import make_eval_iterator, make_train_iterator
+from mobilellm_jax.data.pipeline import check_eval_split, make_eval_iterator, make_train_iterator
 from mobilellm_jax.data.tokenizer import Tokenizer, load_tokenizer
 
-__all__ = ["DataError", "Tokenizer", "load_tokenizer", "make_eval_iterator", "make_train_iterator"]
+__all__ = ["DataError", "Tokenizer", "check_eval_split", "load_tokenizer", "make_eval_iterator",
+           "make_train_iterator"]

@@ -140,6 +140,14 @@ def make_train_iterator(config, *, process_index: int = 0,
   return _finish(rows, config)
 
 
+def check_eval_split(config) -> None:
+  """Raises DataError now, not after the training it would end, when data.eval_split cannot
+  fill one eval batch (token streams; text records are only counted as they are read)."""
+  opened, _ = _open(config, config.data.eval_split)
+  if isinstance(opened, readers.TokenStream):
+    _chunk_reader(opened, config.data.seq_len, config.train.batch_size)
+
+
 def make_eval_iterator(config, split: str | None = None, *, process_index: int = 0,
                        process_count: int = 1, max_batches: int | None = None,
                        batch_size: int | None = None) -> grain.DatasetIterator:
