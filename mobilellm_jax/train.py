@@ -109,7 +109,11 @@ def train(config, workdir: str, devices=None) -> dict:
   tokenizer = load_tokenizer(config)  # fails early (with what to run) on a missing corpus or vocab mismatch
   data_iter = make_train_iterator(config, process_index=jax.process_index(),
                                   process_count=jax.process_count())
-  check_eval_split(config)  # the final evaluation must not fail after the whole run
+  check_eval_split(config)  # the final evaluations must not fail after the whole run
+  if config.eval.tasks.strip() and jax.process_count() == 1:  # as zeroshot_summary scores them
+    from mobilellm_jax.evaluation.tasks import prepared_path  # pylint: disable=import-outside-toplevel
+    for task in filter(str.strip, config.eval.tasks.split(",")):
+      prepared_path(task, config.data.data_dir or None)
 
   mesh = sharding.make_mesh(config.train, devices)
   sharding.check_batch_divides(config.train, mesh)

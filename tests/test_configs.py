@@ -43,6 +43,9 @@ BAD = [
     ("train.mesh_tensor", 0, "train.mesh_tensor"),
     ("optim.final_lr_ratio", 1.5, "optim.final_lr_ratio"),
     ("tracking.wandb_mode", "sometimes", "tracking.wandb_mode"),
+    ("eval.tasks", "arc_easy,trivia", "unknown zero-shot task 'trivia'"),
+    ("eval.batch_size", 0, "eval.batch_size"),
+    ("eval.max_examples", -1, "eval.max_examples"),
 ]
 
 

@@ -193,6 +193,14 @@ def test_eval_split_too_small_for_a_batch_fails_before_training(data_dir, tmp_pa
   assert not os.path.exists(tmp_path / "checkpoints")  # nothing was trained
 
 
+def test_unprepared_zero_shot_task_fails_before_training(data_dir, tmp_path):
+  config = smoke_config(data_dir)
+  config.eval.tasks = "piqa"  # the tiny corpus' directory has no tasks prepared
+  with pytest.raises(DataError, match="zero-shot task 'piqa' is not prepared"):
+    train(config, str(tmp_path))
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
 def _free_port():
   import socket
   with socket.socket() as s:

@@ -91,4 +91,13 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   _require(o.weight_decay >= 0 and o.grad_clip >= 0, "optim.weight_decay",
            "optim.weight_decay and optim.grad_clip must be >= 0")
   _one_of(config, "tracking", "wandb_mode", WANDB_MODES)
+  _positive(config, "eval", "batch_size")
+  _require(config.eval.max_examples >= 0, "eval.max_examples",
+           f"must be >= 0 (0 = all), got {config.eval.max_examples}")
+  from mobilellm_jax.evaluation.tasks import canonical_name  # pylint: disable=import-outside-toplevel
+  for task in filter(str.strip, config.eval.tasks.split(",")):
+    try:
+      canonical_name(task)
+    except ValueError as error:
+      raise ConfigError(f"config.eval.tasks: {error}") from None
   return config

