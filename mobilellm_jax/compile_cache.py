@@ -1,8 +1,9 @@
 """JAX's persistent compilation cache for the command-line entry points.
 
 A resumed run, a relaunched sweep or `experiments/evaluate.py` compiles the same programs again;
-with the cache they are read back instead: MobileLLM-125M's train step took 12.3 s to compile
-and 0.3 s to load (bench/README.md, session 12). XLA:CPU executables are machine code for the CPU
+with the cache they are read back instead: MobileLLM-125M's loss and gradient took 12.3 s to
+compile and 0.3 s to load (bench/README.md, session 12). Programs that compile in under a second
+are not kept (JAX's default threshold). XLA:CPU executables are machine code for the CPU
 that compiled them and JAX's cache key does not name the CPU, so the default directory is one
 per CPU model and feature set (a home directory shared by a cluster's nodes stays safe).
 
@@ -11,6 +12,9 @@ set through JAX's own JAX_COMPILATION_CACHE_DIR is left as it is.
 
 Programs that run the CPU kernels sharded over several devices miss the cache: their
 `custom_partitioning` callbacks enter JAX's key as a per-process pointer (native/partitioning.py).
+JAX writes an entry in place, once: one cut short by a crash mid-write is reported as a warning
+("Error reading persistent compilation cache entry") and its program compiles as if uncached
+until the directory is deleted.
 """
 
 import hashlib
