@@ -94,8 +94,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   _positive(config, "eval", "batch_size")
   _require(config.eval.max_examples >= 0, "eval.max_examples",
            f"must be >= 0 (0 = all), got {config.eval.max_examples}")
-  from mobilellm_jax.evaluation.tasks import canonical_name  # pylint: disable=import-outside-toplevel
-  for task in filter(str.strip, config.eval.tasks.split(",")):
+  for task in filter(str.strip, config.eval.tasks.split(",")):  # imported here: it loads grain
+    from mobilellm_jax.evaluation.tasks import canonical_name  # pylint: disable=import-outside-toplevel
     try:
       canonical_name(task)
     except ValueError as error:
