@@ -206,6 +206,19 @@ def test_kernels_take_each_devices_rows_on_a_data_mesh(unroll_max_depth):
   assert all(s[1] in (2, config.model.dim) for s in stacks)
 
 
+def test_sharded_init_makes_the_parameters_of_a_fully_optimised_compile():
+  """sharding.init_compiler_options() compiles the init faster; the values must not change."""
+  config = get_config("smoke")
+  config.model.update(num_layers=3, ffn_type="relu", tie_embeddings=False)
+  mesh = sharding.make_mesh(config.train, jax.devices()[:1])
+  make = lambda: build_model(config.model, seed=3)
+  _, params, _ = sharding.init_sharded(make, mesh)
+  reference = jax.jit(lambda: nnx.to_pure_dict(nnx.state(make())),
+                      compiler_options={"xla_backend_optimization_level": 3})()
+  for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(reference), strict=True):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
 def test_mesh_shape_errors_name_the_fields():
   config = get_config("smoke")
   config.train.update(mesh_data=3, mesh_fsdp=1, mesh_tensor=1)
