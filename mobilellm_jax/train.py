@@ -13,7 +13,7 @@ import jax
 
 from mobilellm_jax import (checkpointing, counting, distributed, flops, footprint, sharding,
                            train_step, tracking)
-from mobilellm_jax.configs import validate
+from mobilellm_jax.configs import eval_task_names, validate
 from mobilellm_jax.data import (check_eval_split, load_tokenizer, make_eval_iterator,
                                 make_train_iterator)
 from mobilellm_jax.model import build_model
@@ -62,7 +62,7 @@ class _Evaluator:
 def zeroshot_summary(model, config, tokenizer, tracker=None) -> dict:
   """config.eval.tasks scored on the trained model: {'tasks': {task: {acc, acc_norm, chance,
   num_questions}}, 'avg_acc', 'avg_acc_norm', 'avg_chance'}; {} when no tasks are set."""
-  if not config.eval.tasks.strip():
+  if not eval_task_names(config):
     return {}
   if jax.process_count() > 1:  # scoring feeds host arrays to one process's devices
     if tracker:
@@ -110,9 +110,9 @@ def train(config, workdir: str, devices=None) -> dict:
   data_iter = make_train_iterator(config, process_index=jax.process_index(),
                                   process_count=jax.process_count())
   check_eval_split(config)  # the final evaluations must not fail after the whole run
-  if config.eval.tasks.strip() and jax.process_count() == 1:  # as zeroshot_summary scores them
-    from mobilellm_jax.evaluation.tasks import prepared_path  # pylint: disable=import-outside-toplevel
-    for task in filter(str.strip, config.eval.tasks.split(",")):
+  if jax.process_count() == 1:  # where zeroshot_summary scores them
+    for task in eval_task_names(config):
+      from mobilellm_jax.evaluation.tasks import prepared_path  # pylint: disable=import-outside-toplevel
       prepared_path(task, config.data.data_dir or None)
 
   mesh = sharding.make_mesh(config.train, devices)

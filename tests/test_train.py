@@ -131,8 +131,9 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(data_dir, tmp_path):
 
   # The same run uninterrupted, also a one-device process: this pytest process has 8 devices,
   # and its losses differ in the 6th digit.
-  subprocess.run(_train_cli(tmp_path / "clean", data_dir, **RESUME_RUN), capture_output=True,
-                 check=True, env=env)
+  clean_run = subprocess.run(_train_cli(tmp_path / "clean", data_dir, **RESUME_RUN),
+                             capture_output=True, text=True, env=env)
+  assert clean_run.returncode == 0, clean_run.stderr
   clean = json.loads((tmp_path / "clean" / "summary.json").read_text())
   assert killed_summary["final_train_loss"] == pytest.approx(clean["final_train_loss"], abs=1e-6)
   assert killed_summary["val_loss"] == pytest.approx(clean["val_loss"], abs=1e-6)

@@ -2,4 +2,5 @@
 
 from mobilellm_jax.configs.base import get_config
 from mobilellm_jax.configs.presets import PRESETS
-from mobilellm_jax.configs.validation import ConfigError, validate, validate_model
+from mobilellm_jax.configs.validation import (ConfigError, eval_task_names, validate,
+                                               validate_model)

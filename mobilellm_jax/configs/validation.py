@@ -14,6 +14,11 @@ class ConfigError(ValueError):
   """A config value that cannot work; the message names the field and what is allowed."""
 
 
+def eval_task_names(config) -> list[str]:
+  """The zero-shot tasks named in config.eval.tasks (comma-separated; '' = none), as written."""
+  return [t for t in config.eval.tasks.split(",") if t.strip()]
+
+
 def _require(ok: bool, field: str, message: str) -> None:
   if not ok:
     raise ConfigError(f"config.{field}: {message}")
@@ -94,7 +99,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   _positive(config, "eval", "batch_size")
   _require(config.eval.max_examples >= 0, "eval.max_examples",
            f"must be >= 0 (0 = all), got {config.eval.max_examples}")
-  for task in filter(str.strip, config.eval.tasks.split(",")):  # imported here: it loads grain
+  for task in eval_task_names(config):  # imported here, only when needed: it loads grain
     from mobilellm_jax.evaluation.tasks import canonical_name  # pylint: disable=import-outside-toplevel
     try:
       canonical_name(task)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mobilellm_jax.configs import eval_task_names
 from mobilellm_jax.data import load_tokenizer
 from mobilellm_jax.evaluation import tasks as tasks_lib
 from mobilellm_jax.evaluation.encoding import encode_pairs
@@ -72,7 +73,7 @@ def evaluate_zeroshot(model, tokenizer, tasks: Sequence[str], *, max_examples: i
 def zeroshot_from_config(model, config, tokenizer=None) -> dict:
   """evaluate_zeroshot with config.eval's tasks, max_examples and batch_size, the corpus tokenizer,
   and windows of data.seq_len tokens (the length the model was trained on). {} if no tasks."""
-  names = [t for t in config.eval.tasks.split(",") if t.strip()]
+  names = eval_task_names(config)
   if not names:
     return {}
   return evaluate_zeroshot(model, tokenizer or load_tokenizer(config), names,
