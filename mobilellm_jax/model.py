@@ -44,6 +44,7 @@ class ModelArgs:
   attention: str = "auto"  # defaults keep configs saved before these fields loadable
   attention_block: int = 64
   unroll_max_depth: int = 0
+  init_scheme: str = "fixed"
 
   @property
   def scanned(self) -> bool:
@@ -63,13 +64,28 @@ class ModelArgs:
     return self.dim // self.num_heads
 
 
-def _param(rngs, shape, axes, args: ModelArgs, init="normal"):
+def init_std(args: ModelArgs, fan_in: int, residual_output: bool = False) -> float:
+  """Stddev of a matrix's normal init under model.init_scheme: 'fixed' is init_std for every
+  matrix (the paper's code); 'fan_in' is 1/sqrt(fan_in); 'fan_in_depth' also divides the
+  matrices that write into the residual stream (attention output, FFN down) by
+  sqrt(2 x effective depth), so the residual stream's variance at init does not grow with depth."""
+  if args.init_scheme == "fixed":
+    return args.init_std
+  std = fan_in ** -0.5
+  if args.init_scheme == "fan_in_depth" and residual_output:
+    std /= (2 * args.num_layers * args.share_repeats) ** 0.5
+  return std
+
+
+def _param(rngs, shape, axes, args: ModelArgs, init="normal", *, fan_in=None,
+           residual_output=False):
   """A parameter carrying its logical axis names (mapped to mesh axes by sharding.py)."""
   dtype = jnp.dtype(args.param_dtype)
   if init == "ones":
     value = jnp.ones(shape, dtype)
   else:
-    value = (args.init_std * jax.random.normal(rngs.params(), shape, jnp.float32)).astype(dtype)
+    std = init_std(args, fan_in, residual_output)
+    value = (std * jax.random.normal(rngs.params(), shape, jnp.float32)).astype(dtype)
   return nnx.Param(value, sharding_names=axes, eager_sharding=False)
 
 
@@ -116,10 +132,11 @@ class Attention(nnx.Module):
     D, H, K, E = args.dim, args.num_heads, args.num_kv_heads, args.head_dim
     self.dtype = jnp.dtype(args.compute_dtype)
     self.impl, self.block_size = args.attention, args.attention_block
-    self.wq_DxHxE = _param(rngs, (D, H, E), ("embed", "heads", "head_dim"), args)
-    self.wk_DxKxE = _param(rngs, (D, K, E), ("embed", "kv_heads", "head_dim"), args)
-    self.wv_DxKxE = _param(rngs, (D, K, E), ("embed", "kv_heads", "head_dim"), args)
-    self.wo_HxExD = _param(rngs, (H, E, D), ("heads", "head_dim", "embed"), args)
+    self.wq_DxHxE = _param(rngs, (D, H, E), ("embed", "heads", "head_dim"), args, fan_in=D)
+    self.wk_DxKxE = _param(rngs, (D, K, E), ("embed", "kv_heads", "head_dim"), args, fan_in=D)
+    self.wv_DxKxE = _param(rngs, (D, K, E), ("embed", "kv_heads", "head_dim"), args, fan_in=D)
+    self.wo_HxExD = _param(rngs, (H, E, D), ("heads", "head_dim", "embed"), args, fan_in=H * E,
+                           residual_output=True)
 
   def __call__(self, x_BxLxD, sin, cos, norm: RMSNorm):
     """attention(norm(x)); the norm is fused into the q/k/v projection."""
@@ -152,9 +169,9 @@ class FeedForward(nnx.Module):
     self.gated = args.ffn_type == "swiglu"
     self.dtype = jnp.dtype(args.compute_dtype)
     if self.gated:
-      self.w_gate_DxF = _param(rngs, (D, F), ("embed", "mlp"), args)
-    self.w_up_DxF = _param(rngs, (D, F), ("embed", "mlp"), args)
-    self.w_down_FxD = _param(rngs, (F, D), ("mlp", "embed"), args)
+      self.w_gate_DxF = _param(rngs, (D, F), ("embed", "mlp"), args, fan_in=D)
+    self.w_up_DxF = _param(rngs, (D, F), ("embed", "mlp"), args, fan_in=D)
+    self.w_down_FxD = _param(rngs, (F, D), ("mlp", "embed"), args, fan_in=F, residual_output=True)
 
   def __call__(self, x_BxLxD, norm: RMSNorm):
     """ffn(norm(x)); the norm is fused into the first projection(s)."""
@@ -190,13 +207,16 @@ class Decoder(nnx.Module):
 
   def __init__(self, args: ModelArgs, rngs: nnx.Rngs):
     self.args = args
-    self.embed_VxD = _param(rngs, (args.vocab_size, args.dim), ("vocab", "embed"), args)
+    # fan_in D: the (tied) table is also the output head, which reads D inputs per logit.
+    self.embed_VxD = _param(rngs, (args.vocab_size, args.dim), ("vocab", "embed"), args,
+                            fan_in=args.dim)
     make_blocks = nnx.vmap(lambda r: Block(args, r), in_axes=0, out_axes=0,
                            transform_metadata={nnx.PARTITION_NAME: "layers"})
     self.blocks = make_blocks(rngs.split(args.num_layers))  # stacked: [N, ...] per parameter
     self.final_norm = RMSNorm(args, rngs)
     if not args.tie_embeddings:
-      self.head_DxV = _param(rngs, (args.dim, args.vocab_size), ("embed", "vocab"), args)
+      self.head_DxV = _param(rngs, (args.dim, args.vocab_size), ("embed", "vocab"), args,
+                             fan_in=args.dim)
 
   def __call__(self, tokens_BxL, positions_BxL=None):
     hidden_BxLxD, head_VxD = self.features(tokens_BxL, positions_BxL)

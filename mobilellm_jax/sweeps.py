@@ -110,7 +110,7 @@ def base_config(scale: str) -> ml_collections.ConfigDict:
 # Shape rules per scale. cpu: head_dim 32, multi-head, FFN ~8/3 dim moved by up to 25% to land
 # within 2% of the budget (small widths are a coarse grid). paper: the released models' rules.
 SHAPE_RULES = {
-    "smoke": (ShapeRules(vocab_size=256, head_dim=16, heads_per_kv=1, ffn_multiple=8), 0.25),
+    "smoke": (ShapeRules(vocab_size=512, head_dim=16, heads_per_kv=1, ffn_multiple=8), 0.25),
     "cpu": (ShapeRules(vocab_size=4096, head_dim=32, heads_per_kv=1, ffn_multiple=8), 0.25),
     "paper": (ShapeRules(vocab_size=32000, head_dim=64, heads_per_kv=1, ffn_multiple=256), 0.0),
 }

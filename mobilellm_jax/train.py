@@ -31,9 +31,25 @@ def total_steps(config) -> int:
   return math.ceil(config.train.num_tokens / (config.train.batch_size * config.data.seq_len))
 
 
-def _versions() -> dict:
+def source_revision() -> dict:
+  """The git commit of this package's source tree and whether it had uncommitted changes to
+  tracked files ({} outside a git checkout, e.g. a wheel install)."""
+  import os  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                            text=True, check=True, timeout=10).stdout.strip()
+    changes = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                             capture_output=True, text=True, check=True, timeout=10).stdout
+  except (OSError, subprocess.SubprocessError):
+    return {}
+  return dict(commit=commit, dirty=bool(changes.strip()))
+
+
+def _versions(revision: dict) -> dict:
   import flax, optax, orbax.checkpoint  # pylint: disable=import-outside-toplevel,multiple-imports
-  return dict(jax=jax.__version__, flax=flax.__version__, optax=optax.__version__,
+  return dict(**revision, jax=jax.__version__, flax=flax.__version__, optax=optax.__version__,
               orbax=orbax.checkpoint.__version__, python=platform.python_version(),
               backend=jax.default_backend(), devices=jax.device_count(),
               processes=jax.process_count())
@@ -105,6 +121,7 @@ def train(config, workdir: str, devices=None) -> dict:
   validate(config)
   distributed.maybe_initialize()
   started = time.time()
+  revision = source_revision()  # the code this process trains with, before anything can change it
   num_steps = total_steps(config)
   tokenizer = load_tokenizer(config)  # fails early (with what to run) on a missing corpus or vocab mismatch
   data_iter = make_train_iterator(config, process_index=jax.process_index(),
@@ -229,7 +246,7 @@ def train(config, workdir: str, devices=None) -> dict:
       mfu=flops_per_token * tokens_per_s / peak_flops if tokens_per_s else None,
       peak_flops=peak_flops, peak_source=peak_source, train_seconds=train_seconds,
       first_step_seconds=first_step_seconds,
-      wall_seconds=time.time() - started, versions=_versions(),
+      wall_seconds=time.time() - started, versions=_versions(revision),
       zeroshot=zeroshot, tokenizer=dict(path=tokenizer.path, sha256=tokenizer.sha256),
       device=footprint.device_footprint(config.model))
   tracker.finish(summary)

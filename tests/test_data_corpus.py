@@ -66,7 +66,7 @@ def corpus_dir(tmp_path_factory):
   docs = synthetic_documents(num_docs=40, words_per_doc=120)
   records = [(d.text, d.source, d.doc_id) for d in docs]
   records.append((docs[3].text.upper(), "gamma", "gamma/copy-of-3"))  # A duplicate, dropped.
-  info = prepare.build_from_documents(records, str(root), vocab_size=200,
+  info = prepare.build_from_documents(records, str(root), vocab_size=600,
                                       missing_sources={"kjv": "SourceUnavailable: test"})
   return root, docs, info
 
@@ -105,16 +105,16 @@ def test_prepare_again_is_a_noop_and_a_new_vocab_only_trains_a_tokenizer(corpus_
   shard = next(paths.corpus_version_dir(root).glob("*train.array_record*"))
   before = shard.stat().st_mtime_ns
   start = time.perf_counter()
-  again = prepare.prepare(str(root), vocab_size=200)
+  again = prepare.prepare(str(root), vocab_size=600)
   assert time.perf_counter() - start < 2.0
   assert not again["built"] and not again["tokenizer_trained"]
   assert again["tokenizer"] == info["tokenizer"] and again["tokens"] == info["tokens"]
-  other = prepare.prepare(str(root), vocab_size=150)
+  other = prepare.prepare(str(root), vocab_size=520)
   assert other["tokenizer_trained"] and not other["built"]
-  assert other["tokenizer"]["vocab_size"] == 150
-  assert other["tokenizer"]["path"].endswith("tokenizer_v150.model")
+  assert other["tokenizer"]["vocab_size"] == 520
+  assert other["tokenizer"]["path"].endswith("tokenizer_v520_r2.model")
   assert shard.stat().st_mtime_ns == before
-  assert paths.corpus_tokenizer_path(root, 200).exists()
+  assert paths.corpus_tokenizer_path(root, 600).exists()
   summary = prepare.summary(other)
   assert "alpha" in summary and "validation chars/token" in summary
   assert "kjv (SourceUnavailable" in summary
@@ -143,7 +143,7 @@ def test_prepare_builds_from_available_sources_and_records_missing(tmp_path, mon
     raise fetch.SourceUnavailable("`apt-get` not found")
 
   _fake_sources(monkeypatch, {"good": lambda cache_dir: docs, "bad": unavailable})
-  info = prepare.prepare(str(tmp_path), vocab_size=150)
+  info = prepare.prepare(str(tmp_path), vocab_size=520)
   assert info["built"]
   assert info["missing_sources"] == {"bad": "SourceUnavailable: `apt-get` not found"}
   assert sum(s["documents"] for s in info["corpus"]["splits"].values()) == 12
@@ -155,5 +155,5 @@ def test_prepare_fails_clearly_when_no_source_can_be_had(tmp_path, monkeypatch):
 
   _fake_sources(monkeypatch, {"a": unavailable, "b": unavailable})
   with pytest.raises(DataError, match="none of the corpus sources.*a: SourceUnavailable"):
-    prepare.prepare(str(tmp_path), vocab_size=150)
+    prepare.prepare(str(tmp_path), vocab_size=520)
   assert not builder.corpus_exists(tmp_path)

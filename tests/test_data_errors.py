@@ -11,7 +11,7 @@ from mobilellm_jax.data.testing import build_tiny_corpus
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("tiny_corpus_errors")
-  build_tiny_corpus(root, vocab_size=256)
+  build_tiny_corpus(root, vocab_size=512)
   return root
 
 
@@ -72,8 +72,8 @@ def test_tokenizer_vocab_must_match_the_model(config):
   config.model.vocab_size = 4096
   with pytest.raises(DataError, match="no 4096-piece tokenizer .* --vocab_size 4096"):
     make_train_iterator(config)
-  config.data.tokenizer_path = str(config.data.data_dir) + "/mobilellm_corpus/tokenizer_v256.model"
-  with pytest.raises(DataError, match="256 pieces but model.vocab_size=4096"):
+  config.data.tokenizer_path = str(config.data.data_dir) + "/mobilellm_corpus/tokenizer_v512_r2.model"
+  with pytest.raises(DataError, match="512 pieces but model.vocab_size=4096"):
     make_eval_iterator(config)
 
 

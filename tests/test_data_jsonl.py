@@ -70,7 +70,7 @@ def test_single_jsonl_file_is_the_train_split(config, tmp_path):
 
 def test_jsonl_ids_outside_the_vocab_are_rejected(config, tmp_path):
   _write(tmp_path / "mobilellm" / "train.jsonl", _lines(3, 30, vocab=32000))
-  with pytest.raises(DataError, match="model.vocab_size=256"):
+  with pytest.raises(DataError, match="model.vocab_size=512"):
     make_train_iterator(config)
 
 

@@ -18,7 +18,7 @@ from mobilellm_jax.data.testing import build_tiny_corpus
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("tiny_corpus")
-  build_tiny_corpus(root, vocab_size=256)
+  build_tiny_corpus(root, vocab_size=512)
   return root
 
 

@@ -22,7 +22,7 @@ PRESETS = {
     # Seconds: what the tests run.
     "smoke": dict(
         # unroll_max_depth 0: the tests run the scan over layers, as every deep model does.
-        model=dict(vocab_size=256, dim=64, num_layers=2, num_heads=4, num_kv_heads=2,
+        model=dict(vocab_size=512, dim=64, num_layers=2, num_heads=4, num_kv_heads=2,
                    ffn_dim=128, max_seq_len=128, unroll_max_depth=0),
         data=dict(seq_len=32),
         train=dict(batch_size=8, num_steps=4, num_tokens=0, log_every=1, eval_every=0,

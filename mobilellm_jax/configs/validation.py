@@ -5,6 +5,7 @@ import ml_collections
 SHARING_STRATEGIES = ("none", "immediate", "repeat_all", "reverse")
 FFN_TYPES = ("swiglu", "relu")
 DTYPES = ("float32", "bfloat16")
+INIT_SCHEMES = ("fixed", "fan_in", "fan_in_depth")
 REMAT_POLICIES = ("none", "full", "dots")
 ATTENTION_IMPLEMENTATIONS = ("auto", "fused_cpu", "blocked", "xla", "cudnn")
 WANDB_MODES = ("offline", "online", "disabled")
@@ -57,6 +58,8 @@ def validate_model(m: ml_collections.ConfigDict) -> None:
   _one_of(config, "model", "param_dtype", DTYPES)
   _one_of(config, "model", "compute_dtype", DTYPES)
   _one_of(config, "model", "remat", REMAT_POLICIES)
+  if "init_scheme" in m:  # absent from configs saved before it existed ('fixed')
+    _one_of(config, "model", "init_scheme", INIT_SCHEMES)
   _one_of(config, "model", "attention", ATTENTION_IMPLEMENTATIONS)
   _positive(config, "model", "attention_block")
   _require(isinstance(m.get("unroll_max_depth", 0), int) and m.get("unroll_max_depth", 0) >= 0,

@@ -50,9 +50,25 @@ def _clear_derived(root: Path) -> None:
   shutil.rmtree(paths.token_cache_dir(root), ignore_errors=True)
 
 
+def _remove_stale_tokenizers(root: Path, vocab_size: int, log) -> None:
+  """vocab_size tokenizers of an older recipe, with the token caches made with them."""
+  for model in paths.stale_tokenizer_paths(root, vocab_size):
+    record_path = model.with_suffix(".json")
+    if record_path.exists():
+      for token_file in json.loads(record_path.read_text()).get("token_files", {}).values():
+        for path in (Path(token_file), Path(token_file).with_suffix(".json")):
+          path.unlink(missing_ok=True)
+      record_path.unlink()
+    log(f"removing {model.name}: trained by an older tokenizer recipe (paths.TOKENIZER_RECIPE "
+        f"is {paths.TOKENIZER_RECIPE})")
+    model.unlink()
+
+
 def ensure_tokenizer(root: Path, vocab_size: int, log=_quiet) -> tuple[dict, bool]:
   """Trains the vocab_size tokenizer on the train split if absent, tokenizes every split (cached),
-  and returns ({tokenizer..., 'splits': per-split token counts}, trained?)."""
+  and returns ({tokenizer..., 'splits': per-split token counts}, trained?). Tokenizers of an
+  older recipe, and their token caches, are removed first."""
+  _remove_stale_tokenizers(root, vocab_size, log)
   model = paths.corpus_tokenizer_path(root, vocab_size)
   record_path = model.with_suffix(".json")
   if model.exists() and record_path.exists():
@@ -82,7 +98,8 @@ def _info(root: Path, tokenizer_record: dict, built: bool, trained: bool) -> dic
   return {"data_dir": str(root), "dataset_dir": str(paths.corpus_version_dir(root)),
           "built": built, "tokenizer_trained": trained, "corpus": corpus,
           "missing_sources": corpus["missing_sources"],
-          "tokenizer": {k: tokenizer_record[k] for k in ("path", "sha256", "vocab_size", "eos_id")},
+          "tokenizer": {k: tokenizer_record[k]
+                        for k in ("path", "sha256", "vocab_size", "eos_id", "byte_pieces")},
           "tokens": tokenizer_record["splits"],
           "validation_chars_per_token": tokenizer_record["splits"]["validation"]["chars_per_token"]}
 
@@ -146,8 +163,10 @@ def summary(info: dict) -> str:
   lines += [f"duplicates dropped: {corpus['duplicates_dropped']}; missing sources: "
             + ("; ".join(f"{k} ({v})" for k, v in missing.items()) + " -- rerun with --force once "
                "available" if missing else "none"),
-            f"tokenizer: {tok['path']} ({tok['vocab_size']} pieces, eos_id {tok['eos_id']}, "
-            f"sha256 {tok['sha256'][:16]}...)",
+            f"tokenizer: {tok['path']} ({tok['vocab_size']} pieces, {tok['byte_pieces']} of them "
+            f"bytes; eos_id {tok['eos_id']}, sha256 {tok['sha256'][:16]}...)",
+            "<unk> tokens " + splits + ": " + "/".join(f"{tokens[s]['unk_tokens']:,}" for s in SPLITS)
+            + "; byte-fallback tokens: " + "/".join(f"{tokens[s]['byte_tokens']:,}" for s in SPLITS),
             f"validation chars/token: {info['validation_chars_per_token']:.3f} "
             "(tokens above include one EOS per document)"]
   return "\n".join(lines)

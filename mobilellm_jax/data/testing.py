@@ -44,6 +44,6 @@ def synthetic_documents(num_docs: int = 48, words_per_doc: int = 220,
   return docs
 
 
-def build_tiny_corpus(data_dir, vocab_size: int = 256, **document_options) -> dict:
+def build_tiny_corpus(data_dir, vocab_size: int = 512, **document_options) -> dict:
   """Builds the embedded-corpus layout (TFDS + tokenizer + token caches) in data_dir."""
   return build_from_documents(synthetic_documents(**document_options), str(data_dir), vocab_size)

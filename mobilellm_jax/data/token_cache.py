@@ -58,10 +58,15 @@ def tokenize_documents(documents: Iterable[tuple[str, str]], tokenizer, path: Pa
   flush()
   tokens = (np.concatenate(pieces) if pieces else np.zeros(0, np.int64))
   tokens = tokens.astype(token_dtype(tokenizer.vocab_size))
+  counts = np.bincount(tokens, minlength=tokenizer.vocab_size)
   meta = {"documents": num_docs, "tokens": int(tokens.size), "chars": chars,
           "tokens_by_source": dict(sorted(by_source.items())),
           # EOS excluded: the tokenizer's compression of the text itself.
           "chars_per_token": round(chars / max(1, tokens.size - num_docs), 4),
+          # Characters the tokenizer could not represent (0 with byte fallback), and those it
+          # spelled as UTF-8 bytes.
+          "unk_tokens": int(counts[tokenizer.unk_id]) if tokenizer.unk_id >= 0 else 0,
+          "byte_tokens": int(counts[sorted(tokenizer.byte_piece_ids)].sum()),
           "tokenizer_sha256": tokenizer.sha256}
   write_tokens(tokens, path, meta)
   return meta

@@ -3,6 +3,7 @@
 import hashlib
 import io
 import os
+import string
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -12,12 +13,21 @@ from mobilellm_jax.data import paths
 from mobilellm_jax.data.errors import DataError
 
 # Fixed trainer settings: same input lines -> byte-identical model file (checked by the tests).
-# No sampling or shuffling of input lines; '\n' is its own piece so line structure survives.
+# Lossless as LLaMA's tokenizer: no normalisation, and a character outside the vocabulary becomes
+# its UTF-8 bytes (256 byte pieces), never <unk>; digits are single pieces, so numbers split into
+# digits. Every printable ASCII character is a piece even when the corpus rarely uses it (the
+# zero-shot prompts' 'Question:', digits, brackets). No sampling or shuffling of input lines;
+# '\n' is its own piece so line structure survives.
 _TRAINER_OPTIONS = dict(
-    model_type="bpe", character_coverage=0.9995, split_digits=True, byte_fallback=False,
-    user_defined_symbols=["\n"], normalization_rule_name="nmt_nfkc", remove_extra_whitespaces=False,
+    model_type="bpe", character_coverage=0.9995, split_digits=True, byte_fallback=True,
+    required_chars="".join(c for c in string.printable if not c.isspace()),
+    user_defined_symbols=["\n"], normalization_rule_name="identity", remove_extra_whitespaces=False,
     unk_id=0, bos_id=1, eos_id=2, pad_id=-1, max_sentence_length=1 << 16,
     shuffle_input_sentence=False, input_sentence_size=0, num_threads=2, minloglevel=2)
+# Change them together with paths.TOKENIZER_RECIPE: a corpus tokenizer of another recipe (and the
+# token caches made with it) is then found stale and rebuilt by prepare, never mixed with this one.
+# 256 byte pieces, 3 specials, '\n', the printable ASCII characters and some room for merges.
+MIN_VOCAB_SIZE = 512
 
 
 def sha256_file(path: str | Path) -> str:
@@ -26,6 +36,9 @@ def sha256_file(path: str | Path) -> str:
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, model_path: str | Path) -> Path:
   """Trains on the non-empty lines of `texts`; writes model_path atomically."""
+  if vocab_size < MIN_VOCAB_SIZE:
+    raise DataError(f"a {vocab_size}-piece tokenizer is too small: byte fallback alone takes 256 "
+                    f"pieces; use --vocab_size {MIN_VOCAB_SIZE} or more")
   lines = [line for text in texts for line in text.split("\n") if line.strip()]
   if not lines:
     raise DataError("cannot train a tokenizer on an empty train split")
@@ -53,6 +66,9 @@ class Tokenizer:
     self._sp = spm.SentencePieceProcessor(model_file=self.path)
     self.vocab_size = self._sp.get_piece_size()
     self.eos_id = self._sp.eos_id()
+    self.unk_id = self._sp.unk_id()
+    # Pieces that stand for one UTF-8 byte (byte fallback); empty for a model without it.
+    self.byte_piece_ids = frozenset(i for i in range(self.vocab_size) if self._sp.is_byte(i))
     if self.eos_id < 0:
       raise DataError(f"tokenizer {self.path} defines no EOS piece (eos_id=-1); the pipeline needs "
                       "one as the document boundary: retrain it with eos_id set")
@@ -68,7 +84,7 @@ class Tokenizer:
 
   def info(self) -> dict:
     return {"path": self.path, "sha256": self.sha256, "vocab_size": self.vocab_size,
-            "eos_id": self.eos_id}
+            "eos_id": self.eos_id, "byte_pieces": len(self.byte_piece_ids)}
 
   def __getstate__(self):  # Picklable for grain worker processes: reload from the file.
     return {"path": self.path}
@@ -92,6 +108,12 @@ def load_tokenizer(config) -> Tokenizer:
     if config.data.tokenizer_path:
       raise DataError(f"data.tokenizer_path={str(path)!r} does not exist; point it at a "
                       "SentencePiece .model file")
+    stale = paths.stale_tokenizer_paths(path.parent.parent, vocab_size)
+    if stale:
+      raise DataError(f"{stale[0]} was trained by an older tokenizer recipe (this version needs "
+                      f"{path.name}: byte fallback, no <unk>); rebuild it with `python -m "
+                      f"mobilellm_jax.data.prepare --data_dir {path.parent.parent} "
+                      f"--vocab_size {vocab_size}`")
     raise DataError(f"no {vocab_size}-piece tokenizer at {path}: run `python -m "
                     f"mobilellm_jax.data.prepare --data_dir {path.parent.parent} "
                     f"--vocab_size {vocab_size}`")

@@ -51,3 +51,22 @@ def request_window(context_ids: Sequence[int], continuation_ids: Sequence[int],
   the log-probability of the last n = min(len(continuation_ids), max_len) entries of `targets`."""
   tokens = np.asarray(list(context_ids) + list(continuation_ids), np.int32)[-(max_len + 1):]
   return tokens[:-1], tokens[1:], min(len(continuation_ids), max_len)
+
+
+def audit_questions(tokenizer, questions) -> dict:
+  """How faithfully `tokenizer` encodes the questions' requests: {'requests', 'requests_with_unk',
+  'tied_questions'}; a tied question has two choices whose texts differ but whose token ids are
+  equal, so they score alike and the first always wins."""
+  pairs = [(context, continuation) for q in questions
+           for context, continuation in zip(q.contexts, q.continuations)]
+  encoded = iter(encode_pairs(tokenizer, pairs))
+  with_unk, tied = 0, 0
+  unk = tokenizer.unk_id
+  for question in questions:
+    choices = {}
+    for text in zip(question.contexts, question.continuations):
+      context_ids, continuation_ids = next(encoded)
+      with_unk += unk >= 0 and (unk in context_ids or unk in continuation_ids)
+      choices.setdefault((tuple(context_ids), tuple(continuation_ids)), set()).add(text)
+    tied += any(len(texts) > 1 for texts in choices.values())
+  return dict(requests=len(pairs), requests_with_unk=with_unk, tied_questions=tied)

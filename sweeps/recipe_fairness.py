@@ -1,0 +1,37 @@
+"""Is one training recipe fair to every shape? Peak learning rate and initialisation at the
+shallowest, a middle and the deepest depth of the cpu depth grid, all at the same parameters and
+tokens. The paper uses one learning rate for every shape; a recipe that favours one end of the grid
+would decide the depth-vs-width verdict by itself."""
+
+from mobilellm_jax.sweeps import base_config, matched_model
+
+DESCRIPTION = "peak LR x init scheme at the grid's shallowest, middle and deepest depth"
+HEADLINE = "label"
+NOTE = ("cpu: 3 depths x 5 recipes x 1M tokens at 2M params, one seed; the 32-layer runs take "
+        "most of the time.")
+
+# (init scheme, peak LR): the recipe every cpu sweep uses first, then 2x either side, then the
+# depth-aware init (model.init_scheme) at the base rate and twice it.
+RECIPES = (("fixed", 3e-3), ("fixed", 1.5e-3), ("fixed", 6e-3), ("fan_in_depth", 3e-3),
+           ("fan_in_depth", 6e-3))
+
+
+def get_runs(scale):
+  if scale == "paper":
+    budget, depths, tokens = 124_635_456, (4, 30, 62), 25_000_000_000
+  elif scale == "cpu":
+    budget, depths, tokens = 2_000_000, (8, 1, 32), 1_000_000
+  else:
+    budget, depths, tokens = 60_000, (1, 4), 2048
+  runs = []
+  for depth in depths:
+    for init_scheme, peak_lr in RECIPES:
+      config = matched_model(base_config(scale), scale, budget, depth)
+      config.model.init_scheme = init_scheme
+      config.optim.peak_lr = peak_lr * (2e-3 / 3e-3 if scale == "paper" else 1)
+      config.train.update(num_steps=0, num_tokens=tokens)
+      config.tracking.update(
+          label=f"{depth}L {init_scheme} lr {config.optim.peak_lr:g}",
+          run_name=f"L{depth}-d{config.model.dim}-{init_scheme}-lr{config.optim.peak_lr:g}")
+      runs.append(config)
+  return runs
