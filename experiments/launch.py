@@ -27,6 +27,9 @@ def parse_args(argv):
   parser.add_argument("--shard", default="", help="i/n: this worker's slice of the runs")
   parser.add_argument("--backend", default="local", choices=("local", "slurm"))
   parser.add_argument("--data_dir", default="", help="data directory for every run")
+  parser.add_argument("--restart", action="store_true",
+                      help="start unfinished runs over from step 0 (their old files are moved to "
+                           "<run>/previous-<time>/), e.g. when none of their checkpoints restores")
   return parser.parse_args(argv)
 
 
@@ -48,7 +51,7 @@ def main(argv=None) -> int:
       print(f"error: no runs of {args.sweep} match --only {args.only!r} / --shard {args.shard!r}",
             file=sys.stderr)
       return 2
-    statuses = launch.execute(plan, backend=args.backend)
+    statuses = launch.execute(plan, backend=args.backend, restart=args.restart)
   except (ConfigError, DataError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 2

@@ -3,7 +3,8 @@
     python experiments/train.py --config=mobilellm_jax/configs/base.py:cpu --workdir=runs/one \
         --config.model.num_layers=12 --config.train.num_tokens=2000000
 
-Re-running the same command resumes from the newest checkpoint in --workdir.
+Re-running the same command resumes from the newest checkpoint in --workdir; --restart sets
+the workdir's files aside and starts from step 0.
 """
 
 import json
@@ -13,6 +14,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from mobilellm_jax import compile_cache
+from mobilellm_jax.checkpointing import CheckpointError
 from mobilellm_jax.configs import ConfigError
 from mobilellm_jax.data import DataError
 from mobilellm_jax.train import train
@@ -22,14 +24,16 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; resumed if present).",
                                required=True)
+_RESTART = flags.DEFINE_bool("restart", False, "Move the workdir's files to previous-<time>/ and "
+                             "train from step 0 (e.g. when no checkpoint can be restored).")
 
 
 def main(argv):
   del argv
   compile_cache.enable()  # a resumed run loads its compiled programs
   try:
-    summary = train(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, DataError) as error:
+    summary = train(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
+  except (ConfigError, DataError, CheckpointError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
   print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, indent=1))

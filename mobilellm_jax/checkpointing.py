@@ -3,11 +3,16 @@ state and a little JSON (tokens seen, wall time), in `workdir/checkpoints/<step>
 
 Orbax writes each step to a temporary folder and renames it when complete, so a run killed
 mid-save leaves no half-visible step. A step that is visible but cannot be restored (damaged
-files) is moved aside to `<step>.damaged` with a warning, and the previous step is used.
+files) is moved aside to `<step>.damaged` with a warning, and the previous step is used. When no
+step restores but the run had made progress, training stops instead of starting over
+(`unrestorable_progress`); `set_aside` clears a workdir for a deliberate restart.
 """
 
+import glob
+import json
 import logging
 import os
+import time
 
 import grain
 import jax
@@ -36,7 +41,8 @@ class Checkpointer:
 
   def restore_latest(self, abstract_state, data_iterator):
     """(train_state, meta) of the newest restorable step (the iterator is restored in place), or
-    None when there is no checkpoint. `abstract_state` gives shapes, dtypes and shardings."""
+    None when no step restores (damaged ones are moved aside first). `abstract_state` gives
+    shapes, dtypes and shardings."""
     steps = sorted(self._manager.all_steps(), reverse=True)
     for step in steps:
       try:
@@ -47,8 +53,6 @@ class Checkpointer:
         return restored["state"], restored["meta"]
       except Exception as error:  # orbax/tensorstore raise many types for damaged files
         self._quarantine(step, error)
-    if steps:
-      raise CheckpointError(f"none of the checkpoints {steps} in {self.directory} could be restored")
     return None
 
   def restore_state(self, abstract_state):
@@ -81,3 +85,44 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def unrestorable_progress(workdir: str) -> str:
+  """What shows that the run in `workdir` got past step 0 ('' if nothing does): checkpoints moved
+  aside as damaged, or metrics.jsonl lines after step 0. Called when no checkpoint restores."""
+  evidence = []
+  damaged = sorted(os.path.basename(p) for p in
+                   glob.glob(os.path.join(os.path.abspath(workdir), "checkpoints", "*.damaged*")))
+  if damaged:
+    evidence.append(f"damaged checkpoints {', '.join(damaged)}")
+  last_step = 0
+  try:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      for line in f:
+        try:
+          last_step = max(last_step, int(json.loads(line).get("step", 0)))
+        except (ValueError, TypeError, AttributeError):
+          continue  # a line cut short by a crash
+  except OSError:
+    pass
+  if last_step:
+    evidence.append(f"metrics.jsonl up to step {last_step}")
+  return "; ".join(evidence)
+
+
+def set_aside(workdir: str) -> str | None:
+  """Moves everything in `workdir` (but earlier set-asides) to `workdir/previous-<UTC time>/`, for
+  a deliberate restart from step 0; returns that folder, or None when there was nothing."""
+  if not os.path.isdir(workdir):
+    return None
+  entries = [e for e in os.listdir(workdir) if not e.startswith("previous-")]
+  if not entries:
+    return None
+  target = os.path.join(workdir, "previous-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+  suffix = 1
+  while os.path.exists(target):
+    target, suffix = f"{target.rsplit('.', 1)[0]}.{suffix}", suffix + 1
+  os.makedirs(target)
+  for entry in entries:
+    os.rename(os.path.join(workdir, entry), os.path.join(target, entry))
+  return target

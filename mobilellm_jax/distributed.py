@@ -29,3 +29,10 @@ def maybe_initialize() -> None:
   if os.environ.get("JAX_PLATFORMS", "").startswith("cpu"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(**kwargs)
+
+
+def barrier(name: str) -> None:
+  """Every process waits here until all have arrived (a no-op with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices(name)

@@ -112,14 +112,15 @@ def ensure_data(runs) -> None:
       prepare_tasks(data_dir or None)
 
 
-def run_one(config_dict: dict, run_dir: str) -> dict:
-  """Trains one run (picklable: SLURM tasks call this). A failure is written to error.txt."""
+def run_one(config_dict: dict, run_dir: str, restart: bool = False) -> dict:
+  """Trains one run (picklable: SLURM tasks call this). A failure is written to error.txt.
+  `restart`: train(..., restart=True), i.e. set the run's old files aside and start over."""
   from mobilellm_jax.train import train  # pylint: disable=import-outside-toplevel
   compile_cache.enable()  # here, not in the CLI: SLURM tasks start in this function
   config = ml_collections.ConfigDict(config_dict)
   error_path = os.path.join(run_dir, "error.txt")
   try:
-    summary = train(config, run_dir)
+    summary = train(config, run_dir, restart=restart)
   except Exception as error:  # the sweep goes on; the error is kept with the run
     os.makedirs(run_dir, exist_ok=True)
     with open(error_path, "w") as f:
@@ -135,8 +136,10 @@ def pending_runs(plan: Plan) -> list:
           if not os.path.exists(os.path.join(plan.directory, run_name(c), "summary.json"))]
 
 
-def execute(plan: Plan, backend: str = "local", executor=None, log=print) -> list[dict]:
-  """Trains every run without a summary; returns one status dict per run trained."""
+def execute(plan: Plan, backend: str = "local", executor=None, log=print,
+            restart: bool = False) -> list[dict]:
+  """Trains every run without a summary; returns one status dict per run trained. `restart`
+  starts each of them over from step 0 (their old files are set aside, not deleted)."""
   todo = pending_runs(plan)
   skipped = len(plan.runs) - len(todo)
   log(f"sweep {plan.sweep} ({plan.scale}): {len(plan.runs)} runs, {skipped} already done, "
@@ -149,13 +152,14 @@ def execute(plan: Plan, backend: str = "local", executor=None, log=print) -> lis
     statuses = []
     for index, (config_dict, run_dir) in enumerate(jobs, 1):
       log(f"[{index}/{len(jobs)}] {os.path.basename(run_dir)}")
-      statuses.append(run_one(config_dict, run_dir))
+      statuses.append(run_one(config_dict, run_dir, restart))
       if statuses[-1]["status"] == "failed":
         log(f"  failed: {statuses[-1]['error']} (details in {run_dir}/error.txt)")
     return statuses
   if backend == "slurm":
     executor = executor or _slurm_executor(plan)
-    submitted = executor.map_array(run_one, [j[0] for j in jobs], [j[1] for j in jobs])
+    submitted = executor.map_array(run_one, [j[0] for j in jobs], [j[1] for j in jobs],
+                                   [restart] * len(jobs))
     log(f"submitted {len(submitted)} SLURM array tasks (job {submitted[0].job_id.split('_')[0]}); "
         "waiting for them (re-launch later to collect results; finished runs are skipped)")
     return [job.result() for job in submitted]

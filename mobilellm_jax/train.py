@@ -13,7 +13,7 @@ import jax
 
 from mobilellm_jax import (checkpointing, counting, distributed, flops, footprint, sharding,
                            train_step, tracking)
-from mobilellm_jax.configs import eval_task_names, validate
+from mobilellm_jax.configs import eval_task_names, validate, validate_platform
 from mobilellm_jax.data import (check_eval_split, load_tokenizer, make_eval_iterator,
                                 make_train_iterator)
 from mobilellm_jax.model import build_model
@@ -115,10 +115,13 @@ def restore_for_eval(workdir: str):
   return config, graphdef, state["params"], step
 
 
-def train(config, workdir: str, devices=None) -> dict:
+def train(config, workdir: str, devices=None, restart: bool = False) -> dict:
   """Trains one model; writes config.json, metrics.jsonl, checkpoints/ and summary.json.
-  `devices` (default: all) lets tests compare meshes inside one process."""
+  `devices` (default: all) lets tests compare meshes inside one process. `restart` moves what
+  the workdir holds to `previous-<time>/` and starts from step 0; without it a workdir whose
+  progress cannot be restored stops the run (CheckpointError) rather than being overwritten."""
   validate(config)
+  validate_platform(config, devices[0].platform if devices else jax.default_backend())
   distributed.maybe_initialize()
   started = time.time()
   revision = source_revision()  # the code this process trains with, before anything can change it
@@ -142,11 +145,23 @@ def train(config, workdir: str, devices=None) -> dict:
   state = jax.jit(lambda p: train_step.init_train_state(p, optimizer))(params)
   state_shardings = jax.tree.map(lambda x: x.sharding, state)
 
+  if restart and jax.process_index() == 0:
+    moved = checkpointing.set_aside(workdir)
+    if moved:
+      print(f"--restart: the previous files of {workdir} are in {moved}; training from step 0")
+  distributed.barrier("restart")
   checkpointer = checkpointing.Checkpointer(workdir, config.train.keep_checkpoints)
   restored = checkpointer.restore_latest(state, data_iter)
   meta = dict(tokens_seen=0, timed_tokens=0, train_seconds=0.0)
   if restored is not None:
     state, meta = restored
+  elif progress := checkpointing.unrestorable_progress(workdir):
+    checkpointer.close()
+    raise checkpointing.CheckpointError(
+        f"{workdir} holds a run that got past step 0 ({progress}) but no checkpoint restores; "
+        "nothing was trained or overwritten. Rerun with --restart to start over from step 0 "
+        f"(the old files move to {workdir}/previous-<time>/), or put a good checkpoint back in "
+        f"{checkpointer.directory}")
   start_step = int(state["step"])
 
   step_fn = jax.jit(

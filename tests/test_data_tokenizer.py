@@ -89,3 +89,19 @@ def test_a_tokenizer_without_eos_is_rejected(tmp_path):
                                  vocab_size=200, eos_id=-1, minloglevel=2)
   with pytest.raises(DataError, match="no EOS"):
     Tokenizer(tmp_path / "x.model")
+
+
+def test_audit_finds_unk_and_tied_choices_of_a_lossy_tokenizer(tmp_path):
+  from mobilellm_jax.evaluation.encoding import audit_questions  # pylint: disable=import-outside-toplevel
+  from mobilellm_jax.evaluation.tasks import Question  # pylint: disable=import-outside-toplevel
+  questions = [Question(0, ("Question: how many?",) * 2, (" 12", " 34"), 0),
+               Question(1, ("The water was near.",) * 2, (" A boy", " a boy"), 1)]
+  lossy = tmp_path / "lossy.model"  # what the corpus tokenizer was: no byte fallback
+  spm.SentencePieceTrainer.train(sentence_iterator=iter(_texts()), model_prefix=str(lossy)[:-6],
+                                 vocab_size=200, model_type="bpe", byte_fallback=False,
+                                 character_coverage=0.9995, minloglevel=2)
+  assert audit_questions(Tokenizer(lossy), questions) == dict(
+      requests=4, requests_with_unk=2, tied_questions=1)
+  ours = Tokenizer(train_tokenizer(_texts(), 520, tmp_path / "t.model"))
+  assert audit_questions(ours, questions) == dict(requests=4, requests_with_unk=0,
+                                                  tied_questions=0)

@@ -10,7 +10,8 @@ import time
 import jax
 import pytest
 
-from mobilellm_jax.configs import get_config
+from mobilellm_jax.checkpointing import CheckpointError
+from mobilellm_jax.configs import ConfigError, get_config
 from mobilellm_jax.data import DataError
 from mobilellm_jax.data.testing import build_tiny_corpus
 from mobilellm_jax.train import NonFiniteLossError, train
@@ -159,6 +160,86 @@ def test_damaged_latest_checkpoint_falls_back_to_previous(data_dir, tmp_path, ca
   assert "cannot be restored" in caplog.text
   assert resumed["final_train_loss"] == pytest.approx(original["final_train_loss"], abs=1e-6)
   assert resumed["val_loss"] == pytest.approx(original["val_loss"], abs=1e-6)
+
+
+def _damage_every_checkpoint(workdir):
+  damaged = 0
+  for root, _, files in os.walk(os.path.join(workdir, "checkpoints")):
+    if os.sep + "state" in root:
+      for name in files:
+        with open(os.path.join(root, name), "wb") as f:
+          f.write(b"garbage")
+        damaged += 1
+  assert damaged > 0
+
+
+def test_all_checkpoints_damaged_stops_every_time_until_restart(data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  cli_env = _one_device_cli_env(tmp_path / "cache")
+  overrides = {"train.num_steps": 20, "train.checkpoint_every": 10, "train.keep_checkpoints": 3,
+               "train.log_every": 5}
+  first = subprocess.run(_train_cli(workdir, data_dir, **overrides), capture_output=True,
+                         text=True, env=cli_env)
+  assert first.returncode == 0, first.stderr[-2000:]
+  os.remove(os.path.join(workdir, "summary.json"))
+  _damage_every_checkpoint(workdir)
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    metrics_before = f.read()
+  for attempt in range(2):  # the second identical command must stop too, not start over
+    result = subprocess.run(_train_cli(workdir, data_dir, **overrides), capture_output=True,
+                            text=True, env=cli_env)
+    assert result.returncode == 2, (attempt, result.stderr[-2000:])
+    error_lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert len(error_lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert workdir in error_lines[0] and "--restart" in error_lines[0]
+    assert "metrics.jsonl up to step 20" in error_lines[0]
+    assert "damaged checkpoints 10.damaged, 20.damaged" in error_lines[0]
+    assert "step 1 (compiling" not in result.stdout  # nothing trained
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      assert f.read() == metrics_before  # nothing rewritten
+    assert not os.path.exists(os.path.join(workdir, "summary.json"))
+
+  restarted = subprocess.run(_train_cli(workdir, data_dir, **overrides) + ["--restart"],
+                             capture_output=True, text=True, env=cli_env)
+  assert restarted.returncode == 0, restarted.stderr[-2000:]
+  previous = [e for e in os.listdir(workdir) if e.startswith("previous-")]
+  assert len(previous) == 1
+  with open(os.path.join(workdir, previous[0], "metrics.jsonl")) as f:
+    assert f.read() == metrics_before  # the old run's files are kept aside
+  assert sorted(os.listdir(os.path.join(workdir, previous[0], "checkpoints"))) == [
+      "10.damaged", "20.damaged"]
+  assert losses(workdir)[0] == pytest.approx(json.loads(metrics_before.splitlines()[0])["loss"],
+                                             abs=1e-6)  # from step 0 again, same data order
+
+
+def test_progress_without_any_checkpoint_is_not_overwritten(data_dir, tmp_path):
+  config = smoke_config(data_dir, num_steps=8, checkpoint_every=0)
+  train(config, str(tmp_path))
+  for entry in ("checkpoints", "summary.json"):  # killed before its first checkpoint
+    path = tmp_path / entry
+    if path.is_dir():
+      for child in sorted(path.rglob("*"), reverse=True):
+        child.rmdir() if child.is_dir() else child.unlink()
+      path.rmdir()
+    else:
+      path.unlink()
+  with pytest.raises(CheckpointError, match="metrics.jsonl up to step 8.*--restart"):
+    train(config, str(tmp_path))
+  assert train(config, str(tmp_path), restart=True)["steps"] == 8
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"attention": "cudnn", "compute_dtype": "bfloat16"}, "'cudnn' cannot run: it needs a GPU"),
+    ({"attention": "fused_cpu", "dim": 48}, "'fused_cpu' cannot run: head_dim must be a multiple"),
+    ({"attention": "fused_cpu", "compute_dtype": "bfloat16"}, "'fused_cpu' cannot run: it "
+     "computes in float32 only")])
+def test_settings_this_platform_cannot_run_fail_before_anything_is_written(
+    data_dir, tmp_path, overrides, message):
+  config = smoke_config(data_dir)
+  config.model.update(overrides)
+  with pytest.raises(ConfigError, match=r"config\.model\.attention: " + message):
+    train(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(data_dir, tmp_path):

@@ -109,3 +109,15 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     except ValueError as error:
       raise ConfigError(f"config.eval.tasks: {error}") from None
   return config
+
+
+def validate_platform(config: ml_collections.ConfigDict, platform: str) -> None:
+  """Raises ConfigError when a model setting cannot run on `platform` ('cpu', 'gpu', 'tpu'): an
+  attention kernel for another platform, dtype or head size. train() calls it before anything
+  is initialised or written."""
+  from mobilellm_jax import attention  # pylint: disable=import-outside-toplevel  (imports jax)
+  m = config.model
+  try:
+    attention.resolve(m.attention, m.compute_dtype, m.dim // m.num_heads, backend=platform)
+  except ValueError as error:
+    raise ConfigError(str(error)) from None
