@@ -47,6 +47,11 @@ def source_revision() -> dict:
   return dict(commit=commit, dirty=bool(changes.strip()))
 
 
+# Read when this module is imported: the code this process trains with, even if the checkout
+# changes while a long sweep runs.
+_REVISION = source_revision()
+
+
 def _versions(revision: dict) -> dict:
   import flax, optax, orbax.checkpoint  # pylint: disable=import-outside-toplevel,multiple-imports
   return dict(**revision, jax=jax.__version__, flax=flax.__version__, optax=optax.__version__,
@@ -124,7 +129,7 @@ def train(config, workdir: str, devices=None, restart: bool = False) -> dict:
   validate_platform(config, devices[0].platform if devices else jax.default_backend())
   distributed.maybe_initialize()
   started = time.time()
-  revision = source_revision()  # the code this process trains with, before anything can change it
+  revision = _REVISION
   num_steps = total_steps(config)
   tokenizer = load_tokenizer(config)  # fails early (with what to run) on a missing corpus or vocab mismatch
   data_iter = make_train_iterator(config, process_index=jax.process_index(),
