@@ -45,12 +45,21 @@ def run_row(config) -> dict:
   tokens = steps * config.train.batch_size * config.data.seq_len
   train_flops = counting.flops_per_token(m, config.data.seq_len) * tokens
   budget = config.tracking.param_budget
+  paper_params = config.tracking.get("paper_params", 0)
   return dict(
       name=run_name(config), label=config.tracking.label, layers=m.num_layers,
       effective_depth=counting.effective_depth(m), dim=m.dim, heads=f"{m.num_heads}/{m.num_kv_heads}",
       ffn=f"{m.ffn_type} {m.ffn_dim}", tied=m.tie_embeddings,
       sharing="none" if m.layer_sharing == "none" else f"{m.layer_sharing} x{m.share_repeats}",
       params=counts["params"], budget_deviation=(counts["params"] / budget - 1) if budget else None,
+      paper_params=paper_params,
+      paper_deviation=(counts["params"] / paper_params - 1) if paper_params else None,
+      # The regime: how far from convergence, how much of the model is the embedding, its shape.
+      tokens_per_param=tokens / counts["params"],
+      embedding_share=1 - counts["non_embedding_params"] / counts["params"],
+      aspect_ratio=m.dim / m.num_layers,
+      peak_lr=config.optim.peak_lr, warmup_steps=config.optim.warmup_steps,
+      batch=f"{config.train.batch_size}x{config.data.seq_len}",
       tokens=tokens, train_flops=train_flops, **footprint.device_footprint(m))
 
 
@@ -64,17 +73,23 @@ def estimate(row: dict, scale: str, cpu_peak: float | None) -> str:
 def format_dry_run(plan: Plan, module) -> str:
   cpu_peak = flops.machine_peak_flops()[0] if plan.scale != "paper" else None
   rows = [run_row(c) for c in plan.runs]
-  header = (f"{'run':<40} {'label':<24} {'L':>3} {'Leff':>4} {'dim':>5} {'q/kv':>6} {'ffn':>12} "
-            f"{'params':>12} {'vs budget':>9} {'tokens':>10} {'FLOPs':>9} {'fp16 MB':>8} "
-            f"{'int8 MB':>8} {'block MB':>8} {'SRAM':>4} {'MB/token':>8} {'estimate':>14}")
+  header = (f"{'run':<40} {'label':<24} {'L':>3} {'Leff':>4} {'dim':>5} {'D/L':>5} {'q/kv':>6} "
+            f"{'ffn':>12} {'params':>12} {'vs budget':>9} {'paper':>16} {'emb %':>5} "
+            f"{'peak LR':>8} {'warmup':>6} {'batch':>9} {'tokens':>10} {'tok/param':>9} "
+            f"{'FLOPs':>9} {'fp16 MB':>8} {'int8 MB':>8} {'block MB':>8} {'SRAM':>4} "
+            f"{'MB/token':>8} {'estimate':>14}")
   lines = [f"sweep {plan.sweep} ({plan.scale}): {len(rows)} runs -> {plan.directory}",
            getattr(module, "DESCRIPTION", ""), header]
   for r in rows:
     deviation = f"{r['budget_deviation']:+.1%}" if r["budget_deviation"] is not None else "-"
+    paper = (f"{r['paper_params'] / 1e6:.1f}M ({r['paper_deviation']:+.1%})"
+             if r["paper_params"] else "-")
     lines.append(
         f"{r['name']:<40} {r['label'][:24]:<24} {r['layers']:>3} {r['effective_depth']:>4} "
-        f"{r['dim']:>5} {r['heads']:>6} {r['ffn']:>12} {r['params']:>12,} {deviation:>9} "
-        f"{r['tokens']:>10,} {r['train_flops']:>9.2e} {r['weights_mb_fp16']:>8.1f} "
+        f"{r['dim']:>5} {r['aspect_ratio']:>5.0f} {r['heads']:>6} {r['ffn']:>12} "
+        f"{r['params']:>12,} {deviation:>9} {paper:>16} {r['embedding_share']:>5.0%} "
+        f"{r['peak_lr']:>8.2g} {r['warmup_steps']:>6} {r['batch']:>9} {r['tokens']:>10,} "
+        f"{r['tokens_per_param']:>9.3g} {r['train_flops']:>9.2e} {r['weights_mb_fp16']:>8.1f} "
         f"{r['weights_mb_int8']:>8.1f} {r['largest_block_mb_fp16']:>8.2f} "
         f"{'yes' if r['fits_sram_20mb'] else 'no':>4} {r['weight_bytes_per_token'] / 1e6:>8.1f} "
         f"{estimate(r, plan.scale, cpu_peak):>14}")
@@ -87,6 +102,8 @@ def format_dry_run(plan: Plan, module) -> str:
     lines.append(f"total {total:.3e} FLOPs ~ {total / (cpu_peak * ASSUMED_CPU_MFU) / 60:,.0f} min on "
                  f"this machine (assumed {ASSUMED_CPU_MFU:.0%} MFU of the measured "
                  f"{cpu_peak / 1e9:.0f} GFLOP/s), plus ~15 s compile and eval per run")
+  lines.append("D/L: dim / layers (aspect ratio); paper: the paper's count for that model, where "
+               "it states one, and ours against it; emb %: the embedding's share of the params")
   lines.append("MB/token: weight bytes read from DRAM per generated token (fp16; a block that "
                "runs twice in a row and fits the 20 MB SRAM is read once)")
   if getattr(module, "NOTE", ""):

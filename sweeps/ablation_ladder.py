@@ -24,16 +24,22 @@ def get_runs(scale):
     base = get_config("baseline_125m").model.to_dict()
     mobile = get_config("mobilellm_125m").model.to_dict()
     deep = dict(base, num_layers=30, dim=512, num_heads=8, num_kv_heads=8, ffn_dim=1536)
+    # Steps 5 and 6 are the released MobileLLM-125M and -LS (30 x 576, 9/3 heads). The paper
+    # states the sizes of steps 3-6 (its embedding-sharing table and model cards), not of 1-2.
     steps = [
-        ("1 baseline", base),
-        ("2 + SwiGLU", dict(base, ffn_type="swiglu", ffn_dim=2048)),
-        ("3 + deep and thin", dict(deep, ffn_type="swiglu")),
-        ("4 + embedding sharing", dict(deep, ffn_type="swiglu", tie_embeddings=True)),
-        ("5 + GQA (MobileLLM)", dict(mobile, num_layers=32)),
-        ("6 + layer sharing (MobileLLM-LS)", dict(mobile, num_layers=32, layer_sharing="immediate",
-                                                  share_repeats=2)),
+        ("1 baseline", base, 0),
+        ("2 + SwiGLU", dict(base, ffn_type="swiglu", ffn_dim=2048), 0),
+        ("3 + deep and thin", dict(deep, ffn_type="swiglu"), 135_000_000),
+        ("4 + embedding sharing", dict(deep, ffn_type="swiglu", tie_embeddings=True), 119_000_000),
+        ("5 + GQA (MobileLLM)", mobile, 124_635_456),
+        ("6 + layer sharing (MobileLLM-LS)", dict(mobile, layer_sharing="immediate",
+                                                  share_repeats=2), 124_635_456),
     ]
-    return [_step(scale, label, **model) for label, model in steps]
+    runs = []
+    for label, model, paper_params in steps:
+      runs.append(_step(scale, label, **model))
+      runs[-1].tracking.paper_params = paper_params
+    return runs
 
   budget, shallow, deep_layers = {"smoke": (100_000, 2, 4), "cpu": (2_600_000, 2, 8)}[scale]
   # Steps 1-3 hold the untied size; step 4 ties (fewer parameters); step 5 trades KV heads for

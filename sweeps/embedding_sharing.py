@@ -19,13 +19,18 @@ def get_runs(scale):
   tied.model.update(base.model.to_dict() | dict(tie_embeddings=True))
   tied.tracking.label = f"tied {base.model.num_layers}L"
   # Spend the saved vocab x dim parameters on extra blocks: as many as fit in the untied count
-  # (at least one, so the step exists at every scale).
+  # (at least one, so the step exists at every scale). The paper spends them on 32 layers (125M).
   budget = param_counts(untied.model)["params"]
   deeper = base_config(scale)
   deeper.model.update(tied.model.to_dict())
   counts = param_counts(deeper.model)
   deeper.model.num_layers += max(1, (budget - counts["params"]) // counts["block_params"])
+  if scale == "paper":
+    deeper.model.num_layers = 32
   deeper.tracking.label = f"tied {deeper.model.num_layers}L"
   for config in (untied, tied, deeper):
     config.tracking.param_budget = budget
+  if scale == "paper":
+    for config, paper_params in zip((untied, tied, deeper), (135_000_000, 119_000_000, 125_000_000)):
+      config.tracking.paper_params = paper_params
   return [untied, tied, deeper]

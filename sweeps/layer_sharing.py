@@ -17,6 +17,7 @@ def get_runs(scale):
       config = base_config(scale)
       if scale == "paper":
         config.model.update(get_config("mobilellm_350m").model.to_dict())
+        config.tracking.paper_params = 345_355_200
       config.model.update(layer_sharing=strategy, share_repeats=repeats)
       config.train.seed = seed
       config.tracking.label = strategy if strategy == "none" else f"{strategy} x{repeats}"

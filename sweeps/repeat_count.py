@@ -14,6 +14,7 @@ def get_runs(scale):
     config = base_config(scale)
     if scale == "paper":
       config.model.update(get_config("mobilellm_125m").model.to_dict())
+      config.tracking.paper_params = 124_635_456
     config.model.update(layer_sharing="none" if repeats == 1 else "immediate", share_repeats=repeats)
     config.tracking.label = f"{repeats}x"
     runs.append(config)

@@ -37,12 +37,39 @@ def test_paper_scale_uses_the_papers_grids():
   assert all(r["tokens"] == 120_000 * 1024 * 2048 for r in rows)
 
 
+def test_paper_scale_runs_have_the_papers_sizes():
+  """Every paper-scale run whose size the paper states is within 0.5% of it; the ladder's last two
+  steps are the released MobileLLM-125M and -LS exactly."""
+  checked = 0
+  for name in sweeps.list_sweeps():
+    for row in map(launch.run_row, sweeps.expand(name, "paper")):
+      if row["paper_params"]:
+        assert abs(row["paper_deviation"]) <= 0.005, (name, row["name"], row["params"])
+        checked += 1
+  assert checked >= 11
+  ladder = [launch.run_row(c) for c in sweeps.expand("ablation_ladder", "paper")]
+  for step in ladder[4:]:
+    assert (step["layers"], step["dim"], step["heads"], step["params"]) == (
+        30, 576, "9/3", 124_635_456)
+  embedding = [launch.run_row(c) for c in sweeps.expand("embedding_sharing", "paper")]
+  assert [r["layers"] for r in embedding] == [30, 30, 32]
+
+
+def test_dry_run_prints_the_recipe_and_regime_of_every_run(capsys):
+  assert launch_cli.main(["--sweep", "depth_vs_width", "--dry_run"]) == 0
+  out = capsys.readouterr().out
+  for column in ("peak LR", "warmup", "batch", "tok/param", "emb %", "D/L"):
+    assert column in out
+  assert " 16x256 " in out
+
+
 def test_dry_run_prints_every_run_with_footprint(capsys):
   assert launch_cli.main(["--sweep", "layer_sharing", "--scale", "paper", "--dry_run"]) == 0
   out = capsys.readouterr().out
   for strategy in ("none", "immediate", "repeat_all", "reverse"):
     assert f"share_{strategy}" in out
   assert "A100-days" in out and "MB/token" in out and "345,355,200" in out
+  assert "345.4M (+0.0%)" in out  # the paper's count beside ours
 
 
 def test_shard_takes_every_nth_run():

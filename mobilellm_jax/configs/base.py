@@ -90,6 +90,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
   k.run_name = ""  # '' = derived from the config (e.g. L30-d576-h9kv3-share_immediate2-s0).
   k.group = ""  # W&B group; the launcher sets it to the sweep name.
   k.param_budget = 0  # Parameter budget the sweep matched this run to (0 = none); tables show the deviation.
+  k.paper_params = 0  # The paper's parameter count for this run's model, where it states one (0 = none); the dry run shows ours beside it.
   k.label = ""  # Short label of the run's point in its sweep (e.g. '+ SwiGLU'); tables show it.
   k.tags = ""  # Comma-separated W&B tags.
 
