@@ -376,3 +376,28 @@ def test_released_preset_runs_get_the_papers_per_task_table(root):
   assert tables.final_models(runs.assign(preset="cpu")).empty  # no released counterpart
   captions = [caption for caption, _ in an.analyze(runs, "depth_vs_width").tables]
   assert any("Released models" in c for c in captions) and any("baselines" in c for c in captions)
+
+
+def test_reproduction_has_a_verdict_row_per_finding_and_keeps_the_prose(root, tmp_path):
+  from mobilellm_jax.analysis import reproduction  # pylint: disable=import-outside-toplevel
+  path = tmp_path / "REPRODUCTION.md"
+  path.write_text("# Reproduction\n\nWhy validation loss.\n\n" + reproduction.BEGIN + "\nstale\n"
+                  + reproduction.END + "\n\nAfterword.\n")
+  reproduction.write_reproduction(str(root), str(path))
+  text = path.read_text()
+  assert text.startswith("# Reproduction\n\nWhy validation loss.") and "Afterword." in text
+  assert "stale" not in text and text.count(reproduction.BEGIN) == 1
+  for sweep, question in reproduction.STUDIES:
+    section = text.split(f"### {question}")[1].split("### ")[0]
+    command = f"python experiments/launch.py --sweep {sweep} --workdir {root}"
+    assert command in section, sweep
+    if sweep in fake_runs.KINDS:
+      assert "seeds 0, 1, 2" in section and "tokens/param" in section
+      verdict_rows = [l for l in section.splitlines() if l.startswith("| ") and "verdict" not in l]
+      assert verdict_rows and all(l.rstrip().endswith(("reproduced |", "scale |",
+                                                        "counterpart |")) for l in verdict_rows)
+    else:
+      assert "Not run yet at cpu scale" in section
+  # The fake depth-vs-width law has deeper winning outside the noise: a reproduced row.
+  depth = text.split("### Depth vs width")[1].split("### ")[0]
+  assert "deeper beat wider" in depth and "| reproduced |" in depth

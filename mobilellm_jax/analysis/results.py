@@ -19,7 +19,7 @@ LAUNCH_HINT = "python experiments/launch.py --sweep {name}"
 _CONFIG_COLUMNS = {("model", "ffn_dim"): "ffn_dim", ("model", "vocab_size"): "vocab_size",
                    ("data", "seq_len"): "seq_len", ("data", "dataset"): "dataset",
                    ("train", "batch_size"): "batch_size", ("train", "num_tokens"): "num_tokens",
-                   ("optim", "peak_lr"): "peak_lr",
+                   ("optim", "peak_lr"): "peak_lr", ("model", "init_scheme"): "init_scheme",
                    ("tracking", "param_budget"): "param_budget"}
 _RUN_FILES = ("summary.json", "error.txt", "config.json", "metrics.jsonl")
 

@@ -1,0 +1,134 @@
+"""REPRODUCTION.md: one row per finding of the paper, from the shipped cpu-scale results.
+
+Every row is computed from `results/<sweep>/` (the launcher's summaries) by the same verdict rules
+as the sweep reports (verdicts.py): a finding the runs support outside the seed spread is
+"reproduced", one they contradict outside it "not reproduced", anything else "inconclusive at this
+scale". A study without results says so and gives the command that produces them.
+"""
+
+import glob
+import json
+import os
+
+import pandas as pd
+
+from mobilellm_jax.analysis import paper, results, verdicts
+
+VERDICT_WORDS = {"agrees": "reproduced", "disagrees": "not reproduced",
+                 "inconclusive": "inconclusive at this scale"}
+
+
+def _paper_statements() -> dict[str, str]:
+  """What the paper reports for each study, written from paper.py's numbers."""
+  d2w = "; ".join(f"{size}: " + ", ".join(f"{layers}L {acc}" for layers, _, acc in grid)
+                  for size, grid in paper.DEPTH_VS_WIDTH.items())
+  ladder = " -> ".join(f"{step.name} {step.acc_125m}" for step in paper.ABLATION_LADDER)
+  embedding = "; ".join(f"{text} {params / 1e6:.0f}M {acc}"
+                        for _, text, params, acc in paper.EMBEDDING_SHARING)
+  sharing = "; ".join(f"{size}: " + ", ".join(f"{k} {v}" for k, v in values.items())
+                      for size, values in paper.LAYER_SHARING.items())
+  return {
+      "depth_vs_width": f"deeper beats wider at fixed size (avg zero-shot, 0.25T tokens) {d2w}",
+      "ablation_ladder": f"125M: {ladder}",
+      "embedding_sharing": f"125M: {embedding}",
+      "heads_kv": paper.HEADS_NOTE,
+      "layer_sharing": f"2 repeats: {sharing}",
+      "repeat_count": paper.REPEAT_COUNT_NOTE,
+      "depth_vs_tokens": "not studied in the paper (it trains ~2,000 tokens per parameter)",
+      "recipe_fairness": "one learning rate (2e-3) and one initialisation for every shape",
+  }
+
+
+# The studies in the order the paper makes its case; (sweep, what it asks).
+STUDIES = (
+    ("depth_vs_width", "Depth vs width at a fixed parameter count"),
+    ("ablation_ladder", "The ablation ladder, step by step (SwiGLU, deep and thin, embedding "
+                        "sharing, GQA, immediate layer sharing)"),
+    ("embedding_sharing", "Embedding sharing, and re-investing the saved parameters in depth"),
+    ("heads_kv", "Grouped-query attention: fewer KV heads at a fixed size"),
+    ("layer_sharing", "Layer-sharing strategies (immediate, repeat-all, reverse) vs none"),
+    ("repeat_count", "Repeat counts of immediate sharing (1x-4x)"),
+    ("depth_vs_tokens", "Beyond the paper: the best depth as tokens per parameter grow"),
+    ("recipe_fairness", "Beyond the paper: is one recipe fair to every depth?"),
+)
+
+
+def provenance(sweep_dir: str) -> dict:
+  """Seeds, runs, commits and total wall time of a sweep's finished runs."""
+  seeds, commits, wall, count = set(), set(), 0.0, 0
+  for path in glob.glob(os.path.join(sweep_dir, "*", "summary.json")):
+    with open(path) as f:
+      summary = json.load(f)
+    count += 1
+    seeds.add(summary.get("seed"))
+    commits.add(str(summary.get("versions", {}).get("commit", "unknown"))[:7])
+    wall += float(summary.get("wall_seconds") or 0.0)
+  return dict(runs=count, seeds=sorted(s for s in seeds if s is not None),
+              commits=sorted(commits), wall_minutes=wall / 60)
+
+
+def regime(runs: pd.DataFrame) -> str:
+  """Tokens per parameter, embedding share and aspect ratio (dim / layers) of a sweep's runs."""
+  tokens_per_param = runs["tokens_seen"] / runs["params"]
+  embedding = 1 - runs["non_embedding_params"] / runs["params"]
+  aspect = runs["dim"] / runs["num_layers"]
+
+  def span(values, fmt):
+    low, high = values.min(), values.max()
+    return format(low, fmt) if abs(high - low) < 1e-9 else f"{low:{fmt}}-{high:{fmt}}"
+
+  return (f"{span(tokens_per_param, '.2g')} tokens/param, embedding {span(100 * embedding, '.0f')}% "
+          f"of params, dim/layers {span(aspect, '.0f')}")
+
+
+def study_section(results_dir: str, sweep: str, question: str, statement: str) -> list[str]:
+  command = f"python experiments/launch.py --sweep {sweep} --workdir {results_dir}"
+  sweep_dir = os.path.join(results_dir, sweep)
+  lines = [f"### {question}", "", f"Paper: {statement}.", ""]
+  loaded = results.load_sweep(sweep_dir) if os.path.isdir(sweep_dir) else None
+  if loaded is None or loaded.runs.empty:
+    return lines + [f"Not run yet at cpu scale. Command: `{command}`", ""]
+  runs = loaded.runs
+  where = provenance(sweep_dir)
+  found = verdicts.for_sweep(sweep, runs)
+  lines += [f"Ours: {where['runs']} runs, seeds {', '.join(map(str, where['seeds']))}; "
+            f"{regime(runs)}. Command: `{command}` "
+            f"({where['wall_minutes']:.0f} min of training on 2 CPU cores; trained at "
+            f"{', '.join(where['commits'])}).", ""]
+  if loaded.running or loaded.failed:
+    lines += [f"Unfinished: {len(loaded.running)} in progress, {len(loaded.failed)} failed; the "
+              "verdicts below cover the finished runs only.", ""]
+  lines += ["| finding (ours: validation loss, mean ± std over seeds) | verdict |", "|---|---|"]
+  for verdict in found:
+    words = VERDICT_WORDS.get(verdict.status, "no paper counterpart")
+    text = verdict.text.rsplit(" [", 1)[0] if verdict.text.endswith("]") else verdict.text
+    lines.append(f"| {text.replace('|', '/')} | {words} |")
+  return lines + [""]
+
+
+def reproduction_markdown(results_dir: str = "results") -> str:
+  statements = _paper_statements()
+  lines = ["## The studies", "",
+           "Generated by `python analysis/reproduction.py` from the shipped results in "
+           f"`{results_dir}/`; every number below comes from a run whose config, metrics and "
+           "summary are committed there.", ""]
+  for sweep, question in STUDIES:
+    lines += study_section(results_dir, sweep, question, statements[sweep])
+  return "\n".join(lines)
+
+
+BEGIN, END = "<!-- generated: begin -->", "<!-- generated: end -->"
+
+
+def write_reproduction(results_dir: str = "results", path: str = "REPRODUCTION.md") -> str:
+  """Writes the generated part between the BEGIN and END markers of `path`, keeping the prose
+  around it; a file without the markers gets them appended."""
+  generated = f"{BEGIN}\n{reproduction_markdown(results_dir)}\n{END}"
+  text = open(path).read() if os.path.exists(path) else ""
+  if BEGIN in text and END in text:
+    text = text[:text.index(BEGIN)] + generated + text[text.index(END) + len(END):]
+  else:
+    text = (text.rstrip() + "\n\n" if text.strip() else "") + generated + "\n"
+  with open(path, "w") as f:
+    f.write(text)
+  return path
