@@ -20,7 +20,7 @@ def get_runs(scale):
   if scale == "paper":
     budget, depths, tokens = 124_635_456, (4, 30, 62), 25_000_000_000
   elif scale == "cpu":
-    budget, depths, tokens = 2_000_000, (8, 1, 32), 1_000_000
+    budget, depths, tokens = 2_000_000, (8, 32, 1), 1_000_000
   else:
     budget, depths, tokens = 60_000, (1, 4), 2048
   runs = []
