@@ -16,9 +16,16 @@ from mobilellm_jax.configs import ConfigError
 from mobilellm_jax.data import DataError
 
 
+def _known_sweeps() -> str:
+  try:
+    return ", ".join(sweeps.list_sweeps())
+  except ConfigError as error:  # reported again, as one line, when the sweep is loaded
+    return str(error)
+
+
 def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--sweep", required=True, help=f"one of: {', '.join(sweeps.list_sweeps())}")
+  parser.add_argument("--sweep", required=True, help=f"one of: {_known_sweeps()}")
   parser.add_argument("--scale", default="cpu", help="smoke | cpu | paper (default cpu)")
   parser.add_argument("--seeds", default="", help="comma-separated seeds, replacing the sweep's")
   parser.add_argument("--workdir", default="runs", help="parent of the sweep's directory")

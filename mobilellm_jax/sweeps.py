@@ -15,12 +15,25 @@ from mobilellm_jax.configs import ConfigError, get_config, validate
 from mobilellm_jax.counting import ShapeRules, solve_width
 from mobilellm_jax.tracking import run_name
 
+# The checkout's sweeps/ when the package runs from one (an editable install); None when the
+# package is installed on its own, where sweeps_dir() looks in the working directory.
 SWEEPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sweeps")
 SCALES = ("smoke", "cpu", "paper")
 
 
+def sweeps_dir() -> str:
+  """$MOBILELLM_SWEEPS_DIR, else the checkout's sweeps/ next to the package, else ./sweeps (a
+  non-editable install run from the repository root)."""
+  for candidate in (os.environ.get("MOBILELLM_SWEEPS_DIR"), SWEEPS_DIR, "sweeps"):
+    if candidate and os.path.isdir(candidate):
+      return os.path.abspath(candidate)
+  raise ConfigError("no sweeps/ folder: run from the repository root, or set MOBILELLM_SWEEPS_DIR "
+                    "to the folder holding the sweep files")
+
+
 def list_sweeps() -> list[str]:
-  return sorted(f[:-3] for f in os.listdir(SWEEPS_DIR) if f.endswith(".py") and not f.startswith("_"))
+  return sorted(f[:-3] for f in os.listdir(sweeps_dir())
+                if f.endswith(".py") and not f.startswith("_"))
 
 
 def load_sweep(name: str):
@@ -28,7 +41,8 @@ def load_sweep(name: str):
   known = list_sweeps()
   if name not in known:
     raise ConfigError(f"unknown sweep {name!r}; known sweeps: {', '.join(known)}")
-  spec = importlib.util.spec_from_file_location(f"sweeps.{name}", os.path.join(SWEEPS_DIR, f"{name}.py"))
+  spec = importlib.util.spec_from_file_location(f"sweeps.{name}",
+                                                os.path.join(sweeps_dir(), f"{name}.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module

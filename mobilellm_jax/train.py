@@ -227,9 +227,11 @@ def train(config, workdir: str, devices=None, restart: bool = False) -> dict:
         tracker.log(step, logged)
         window_start, window_steps = time.perf_counter(), 0
       if config.train.eval_every and step % config.train.eval_every == 0 and step < num_steps:
+        jax.block_until_ready(state)  # the steps before the eval are training time
+        eval_started = time.perf_counter()
         last_val = evaluate(state["params"], max_batches=config.train.eval_batches)
         tracker.log(step, last_val)
-        window_start = time.perf_counter()  # eval time is not training time
+        window_start += time.perf_counter() - eval_started  # eval time is not training time
       if config.train.checkpoint_every and step % config.train.checkpoint_every == 0:
         meta["train_seconds"] = train_seconds
         save(step)

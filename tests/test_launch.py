@@ -9,6 +9,8 @@ from mobilellm_jax.configs import ConfigError
 from mobilellm_jax.data.testing import build_tiny_corpus
 from experiments import launch as launch_cli
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
@@ -101,6 +103,22 @@ def test_sweep_file_with_invalid_config_fails_before_training(tmp_path, monkeypa
   err = capsys.readouterr().err
   assert "sweep 'broken'" in err and "config.model.num_kv_heads" in err
   assert not (tmp_path / "broken-smoke").exists()
+
+
+def test_sweeps_are_found_without_the_checkout_next_to_the_package(tmp_path, monkeypatch):
+  """A non-editable install has no sweeps/ beside the package: the repository root's (the working
+  directory's) or $MOBILELLM_SWEEPS_DIR's are used, and neither gives a clear error."""
+  monkeypatch.setattr(sweeps, "SWEEPS_DIR", str(tmp_path / "site-packages" / "sweeps"))
+  (tmp_path / "repo" / "sweeps").mkdir(parents=True)
+  (tmp_path / "repo" / "sweeps" / "mine.py").write_text("def get_runs(scale):\n  return []\n")
+  monkeypatch.chdir(tmp_path / "repo")
+  assert sweeps.list_sweeps() == ["mine"]
+  monkeypatch.setenv("MOBILELLM_SWEEPS_DIR", os.path.join(REPO, "sweeps"))
+  assert "depth_vs_width" in sweeps.list_sweeps()
+  monkeypatch.delenv("MOBILELLM_SWEEPS_DIR")
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(ConfigError, match="no sweeps/ folder: run from the repository root"):
+    sweeps.list_sweeps()
 
 
 def test_smoke_sweep_end_to_end_then_relaunch_skips(data_dir, tmp_path, capsys):

@@ -242,6 +242,39 @@ def test_settings_this_platform_cannot_run_fail_before_anything_is_written(
   assert not (tmp_path / "run").exists()
 
 
+def test_throughput_counts_the_steps_before_an_eval_and_not_the_eval(data_dir, tmp_path,
+                                                                    monkeypatch):
+  """Each batch takes 0.3 s to arrive and each eval 1 s: the step time logged after an eval
+  (eval_every not a multiple of log_every) is ~0.3 s, neither diluted nor inflated."""
+  import mobilellm_jax.train as train_module  # pylint: disable=import-outside-toplevel
+  make_iterator, evaluator_call = train_module.make_train_iterator, train_module._Evaluator.__call__
+
+  def slow_batches(*args, **kwargs):
+    iterator = make_iterator(*args, **kwargs)
+
+    class SlowBatches(type(iterator)):  # still the iterator grain's checkpointing expects
+      def __next__(self):
+        time.sleep(0.3)
+        return super().__next__()
+
+    iterator.__class__ = SlowBatches
+    return iterator
+
+  def slow_eval(self, params, max_batches=None):
+    time.sleep(1.0)
+    return evaluator_call(self, params, max_batches)
+
+  monkeypatch.setattr(train_module, "make_train_iterator", slow_batches)
+  monkeypatch.setattr(train_module._Evaluator, "__call__", slow_eval)
+  config = smoke_config(data_dir, num_steps=7, log_every=7, eval_every=3, checkpoint_every=0)
+  summary = train(config, str(tmp_path))
+  with open(tmp_path / "metrics.jsonl") as f:
+    logged = [line for line in map(json.loads, f) if "step_time" in line]
+  assert [line["step"] for line in logged] == [7]
+  assert 0.28 < logged[0]["step_time"] < 0.6, logged  # steps 2-7 over their own time
+  assert 0.28 < summary["train_seconds"] / 6 < 0.6
+
+
 def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(data_dir, tmp_path):
   config = smoke_config(data_dir, num_steps=50, checkpoint_every=1, log_every=50)
   config.optim.update(peak_lr=1e9, warmup_steps=0, grad_clip=0.0)
