@@ -7,13 +7,14 @@ from mobilellm_jax.sweeps import base_config, matched_model
 
 DESCRIPTION = "peak LR x init scheme at the grid's shallowest, middle and deepest depth"
 HEADLINE = "label"
-NOTE = ("cpu: 3 depths x 5 recipes x 1M tokens at 2M params, one seed; the 32-layer runs take "
+NOTE = ("cpu: 3 depths x 6 recipes x 1M tokens at 2M params, one seed; the 32-layer runs take "
         "most of the time.")
 
-# (init scheme, peak LR): the recipe every cpu sweep uses first, then 2x either side, then the
-# depth-aware init (model.init_scheme) at the base rate and twice it.
-RECIPES = (("fixed", 3e-3), ("fixed", 1.5e-3), ("fixed", 6e-3), ("fan_in_depth", 3e-3),
-           ("fan_in_depth", 6e-3))
+# (init scheme, peak LR) in the order they run: the recipe every cpu sweep used first (a fixed
+# std of 0.02, small beside 1/sqrt(dim) at dim 64-288), the depth-aware init (model.init_scheme)
+# and plain 1/sqrt(fan_in) at the same rate, then each init at other rates.
+RECIPES = (("fixed", 3e-3), ("fan_in_depth", 3e-3), ("fan_in", 3e-3), ("fixed", 1.5e-3),
+           ("fixed", 6e-3), ("fan_in_depth", 6e-3))
 
 
 def get_runs(scale):
@@ -24,8 +25,8 @@ def get_runs(scale):
   else:
     budget, depths, tokens = 60_000, (1, 4), 2048
   runs = []
-  for depth in depths:
-    for init_scheme, peak_lr in RECIPES:
+  for init_scheme, peak_lr in RECIPES:
+    for depth in depths:
       config = matched_model(base_config(scale), scale, budget, depth)
       config.model.init_scheme = init_scheme
       config.optim.peak_lr = peak_lr * (2e-3 / 3e-3 if scale == "paper" else 1)
