@@ -198,15 +198,16 @@ RESULT_COLUMNS = {"name": "run", "label": "label", "num_layers": "layers", "dim"
 
 def finish(plan: Plan, module, log=print) -> str:
   """Per-run table (printed, results.csv, results.md), the seed-aggregated table with verdicts,
-  the headline plot (<sweep>.png) and REPORT.md, all in the sweep's directory."""
+  the headline plot (<sweep>.png) and REPORT.md, all in the sweep's directory; unless W&B is
+  disabled, the sweep's summary run and its workspace (summary_run.py, dashboards.py)."""
   from mobilellm_jax import analysis  # pylint: disable=import-outside-toplevel  (pandas, matplotlib)
   sweep = analysis.load_sweep(plan.directory)
   order = {run_name(c): i for i, c in enumerate(plan.runs)}  # the sweep file's order
-  runs = sweep.runs[sweep.runs["name"].isin(order)]
-  runs = runs.iloc[runs["name"].map(order).argsort()]
+  runs = sweep.runs[sweep.runs["name"].isin(order)] if len(sweep.runs) else sweep.runs
   if runs.empty:
     log(f"no finished runs in {plan.directory}")
     return ""
+  runs = runs.iloc[runs["name"].map(order).argsort()]
   table = runs[[c for c in RESULT_COLUMNS if c in runs.columns]].rename(columns=RESULT_COLUMNS)
   table.to_csv(os.path.join(plan.directory, "results.csv"), index=False)
   per_run = analysis.tables.markdown(table)
@@ -227,5 +228,27 @@ def finish(plan: Plan, module, log=print) -> str:
   analysis.plots.save(figure, os.path.join(plan.directory, f"{plan.sweep}.png"))
   report = analysis.write_report(plan.directory)
   text = f"{per_run}\n\nover seeds:\n{summary}\n\n{verdict_text}\n\nreport: {report}"
+  text += _to_wandb(plan, table, aggregated, verdicts, headline)
   log(text)
   return text
+
+
+def _to_wandb(plan: Plan, table, aggregated, verdicts, headline: str) -> str:
+  """The sweep's summary run and the definition of its workspace (dashboards.py), saved to W&B
+  when the runs went online. A W&B failure is reported, not raised: the files are complete."""
+  if plan.runs[0].tracking.wandb_mode == "disabled":
+    return ""
+  from mobilellm_jax import dashboards, summary_run  # pylint: disable=import-outside-toplevel
+  try:
+    written = summary_run.record(plan.directory, sweep=plan.sweep, scale=plan.scale,
+                                 configs=plan.runs, table=table, aggregated=aggregated,
+                                 verdicts=verdicts, headline=headline)
+    path = dashboards.write(plan.directory, written["inputs"], entity=written["entity"])
+    if written["mode"] == "online":
+      return f"\nW&B workspace: {dashboards.publish(plan.directory, written['entity'])}"
+    return (f"\nW&B (offline): the summary run is in {plan.directory}/wandb, the workspace in "
+            f"{path}; upload with `wandb sync {plan.directory}/wandb/offline-run-* "
+            f"{plan.directory}/*/wandb/offline-run-*`, then `python -m mobilellm_jax.dashboards "
+            f"publish --sweep_dir {plan.directory}`")
+  except Exception as error:  # pylint: disable=broad-except
+    return f"\nW&B summary not written ({type(error).__name__}: {error}); rerun to retry"

@@ -1,6 +1,6 @@
 """Where a run's numbers go: `metrics.jsonl` + `summary.json` in the workdir (always), W&B
-(offline by default: no account needed; `wandb sync <workdir>/wandb/offline-run-*` uploads later),
-and a progress bar on a terminal."""
+(offline by default: no account needed; `wandb sync <workdir>/wandb/offline-run-*` uploads later;
+what a dashboard needs of the run is in dashboards.py), and a progress bar on a terminal."""
 
 import json
 import os
@@ -9,6 +9,8 @@ import sys
 import time
 
 import tqdm
+
+from mobilellm_jax import dashboards
 
 
 def run_name(config) -> str:
@@ -36,6 +38,7 @@ class Tracker:
 
   def __init__(self, config, workdir: str, *, total_steps: int, start_step: int, active: bool):
     self.workdir, self.active = workdir, active
+    self._tokens_per_step = config.train.batch_size * config.data.seq_len
     self._wandb = None
     self._bar = None
     if not active:
@@ -45,7 +48,7 @@ class Tracker:
     self._metrics_path = os.path.join(workdir, "metrics.jsonl")
     self._drop_lines_after(start_step)  # a resumed run rewrites the steps after its checkpoint
     if config.tracking.wandb_mode != "disabled":
-      self._wandb = self._start_wandb(config, workdir)
+      self._wandb = self._start_wandb(config, workdir, total_steps)
     self._bar = tqdm.tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
                           disable=not sys.stderr.isatty(), desc=run_name(config))
 
@@ -58,7 +61,7 @@ class Tracker:
       f.writelines(kept)
 
   @staticmethod
-  def _start_wandb(config, workdir: str):
+  def _start_wandb(config, workdir: str, total_steps: int):
     import wandb  # pylint: disable=import-outside-toplevel  (slow import; not needed when disabled)
     id_path = os.path.join(workdir, "wandb_id")
     if os.path.exists(id_path):  # same W&B run across restarts
@@ -68,10 +71,14 @@ class Tracker:
       run_id = secrets.token_hex(4)
       with open(id_path, "w") as f:
         f.write(run_id)
-    tags = [t for t in config.tracking.tags.split(",") if t]
-    return wandb.init(project=config.tracking.project, name=run_name(config), id=run_id,
-                      resume="allow", group=config.tracking.group or None, tags=tags,
-                      mode=config.tracking.wandb_mode, dir=workdir, config=config.to_dict())
+    name = run_name(config)
+    columns = dashboards.run_columns(config, total_steps, name)
+    run = wandb.init(project=config.tracking.project, name=name, id=run_id, resume="allow",
+                     group=config.tracking.group or None, job_type="train",
+                     tags=dashboards.run_tags(config), mode=config.tracking.wandb_mode, dir=workdir,
+                     config={**config.to_dict(), **columns})
+    dashboards.define_metrics(run)
+    return run
 
   def log(self, step: int, metrics: dict) -> None:
     if not self.active:
@@ -79,8 +86,8 @@ class Tracker:
     line = {"step": step, "time": time.time(), **metrics}
     with open(self._metrics_path, "a") as f:
       f.write(json.dumps(line) + "\n")
-    if self._wandb is not None:
-      self._wandb.log(metrics, step=step)
+    if self._wandb is not None:  # every row has its x-axis, eval rows between logged steps too
+      self._wandb.log({dashboards.STEP_METRIC: step * self._tokens_per_step, **metrics}, step=step)
     if self._bar is not None:
       self._bar.n = step
       shown = {k: metrics[k] for k in ("loss", "val_loss", "tokens_per_s") if k in metrics}
@@ -98,7 +105,8 @@ class Tracker:
     if self._bar is not None:
       self._bar.close()
     if self._wandb is not None:
-      self._wandb.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
+      self._wandb.summary.update({k: v for k, v in summary.items()  # W&B summarises the others
+                                  if not isinstance(v, dict) and k not in dashboards.SUMMARISED})
       self._wandb.finish()
 
   def abort(self) -> None:

@@ -116,17 +116,19 @@ def test_load_curves_includes_unfinished_runs_and_skips_torn_lines(root, tmp_pat
 
 
 def test_load_wandb_maps_runs_and_states():
-  def run(name, state, loss):
+  def run(name, state, loss, job_type="train"):
     return types.SimpleNamespace(
-        name=name, state=state, group="heads_kv",
-        summary={"val_loss": loss, "params": 1000, "_step": 3},
+        name=name, state=state, group="heads_kv", job_type=job_type,
+        summary={"val_loss": {"last": loss, "min": loss - 0.5}, "params": 1000, "_step": 3},
         config={"model": {"num_layers": 2, "dim": 64, "ffn_dim": 128}, "train": {"seed": 0},
                 "tracking": {"label": "h4"}},
         scan_history=lambda: [{"_step": 1, "loss": 9.0}])
   api = types.SimpleNamespace(runs=lambda path, filters=None: [
-      run("a-s0", "finished", 4.0), run("b-s0", "crashed", 0), run("c-s0", "running", 0)])
+      run("a-s0", "finished", 4.0), run("b-s0", "crashed", 0), run("c-s0", "running", 0),
+      run("heads_kv summary", "finished", 0, job_type="analysis")])
   sweep = results.load_wandb("proj", entity="me", group="heads_kv", curves=True, api=api)
   assert list(sweep.runs["name"]) == ["a-s0"] and sweep.runs["num_layers"].iloc[0] == 2
+  assert sweep.runs["val_loss"].iloc[0] == 4.0  # the last of W&B's {last, min} summary
   assert sweep.runs["ffn_dim"].iloc[0] == 128 and sweep.runs["label"].iloc[0] == "h4"
   assert "_step" not in sweep.runs
   assert list(sweep.failed) == ["b-s0"] and sweep.running == ["c-s0"]

@@ -145,10 +145,10 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(data_dir, tmp_path, monkey
   import mobilellm_jax.train as train_module
   real_train = train_module.train
 
-  def flaky_train(config, workdir, devices=None):
+  def flaky_train(config, workdir, devices=None, restart=False):
     if config.model.num_layers == 2:
       raise RuntimeError("simulated crash")
-    return real_train(config, workdir, devices)
+    return real_train(config, workdir, devices, restart=restart)
 
   monkeypatch.setattr(train_module, "train", flaky_train)
   argv = ["--sweep", "depth_vs_width", "--scale", "smoke", "--workdir", str(tmp_path),

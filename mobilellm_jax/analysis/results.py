@@ -210,6 +210,11 @@ def load_curves(sweep: Sweep | str, runs: pd.DataFrame | None = None) -> pd.Data
   return pd.concat(frames, ignore_index=True)
 
 
+def _last(value):
+  """A metric W&B summarises as {"last": .., "min": ..} (dashboards.SUMMARISED) -> its last."""
+  return value["last"] if hasattr(value, "keys") and "last" in value.keys() else value
+
+
 _WANDB_STATE = {"finished": "done", "failed": "failed", "crashed": "failed", "killed": "failed"}
 
 
@@ -223,6 +228,8 @@ def load_wandb(project: str, *, entity: str | None = None, group: str | None = N
   filters = {"group": group} if group else None
   rows, failed, running, frames = [], {}, [], []
   for run in api.runs(path, filters=filters):
+    if getattr(run, "job_type", "") == "analysis":  # the sweep's summary run (summary_run.py)
+      continue
     state = _WANDB_STATE.get(run.state, "running")
     if state == "failed":
       failed[run.name] = f"W&B state {run.state}"
@@ -230,7 +237,7 @@ def load_wandb(project: str, *, entity: str | None = None, group: str | None = N
     if state == "running":
       running.append(run.name)
       continue
-    summary = {k: v for k, v in dict(run.summary).items() if not k.startswith("_")}
+    summary = {k: _last(v) for k, v in dict(run.summary).items() if not k.startswith("_")}
     config = dict(run.config)
     summary.setdefault("name", run.name)
     summary.setdefault("group", run.group or group or "")
