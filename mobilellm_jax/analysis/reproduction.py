@@ -74,8 +74,8 @@ def regime(runs: pd.DataFrame) -> str:
   aspect = runs["dim"] / runs["num_layers"]
 
   def span(values, fmt):
-    low, high = values.min(), values.max()
-    return format(low, fmt) if abs(high - low) < 1e-9 else f"{low:{fmt}}-{high:{fmt}}"
+    low, high = format(values.min(), fmt), format(values.max(), fmt)
+    return low if low == high else f"{low}-{high}"
 
   return (f"{span(tokens_per_param, '.2g')} tokens/param, embedding {span(100 * embedding, '.0f')}% "
           f"of params, dim/layers {span(aspect, '.0f')}")
@@ -93,7 +93,7 @@ def study_section(results_dir: str, sweep: str, question: str, statement: str) -
   found = verdicts.for_sweep(sweep, runs)
   lines += [f"Ours: {where['runs']} runs, seeds {', '.join(map(str, where['seeds']))}; "
             f"{regime(runs)}. Command: `{command}` "
-            f"({where['wall_minutes']:.0f} min of training on 2 CPU cores; trained at "
+            f"(its runs' wall times sum to {where['wall_minutes']:.0f} min on 2 CPU cores; trained at "
             f"{', '.join(where['commits'])}).", ""]
   if loaded.running or loaded.failed:
     lines += [f"Unfinished: {len(loaded.running)} in progress, {len(loaded.failed)} failed; the "

@@ -352,6 +352,50 @@ def scaling(fitted: pd.DataFrame) -> list[Verdict]:
   return out
 
 
+def recipe_fairness(runs: pd.DataFrame) -> list[Verdict]:
+  """Per depth, the best recipe (init scheme, peak LR); whether one LR is best at every depth;
+  and whether the init scheme changes which depth wins (a recipe deciding the depth verdict)."""
+  agg = stats.aggregate_seeds(runs, ("val_loss",))
+  if "init_scheme" not in agg:
+    agg["init_scheme"] = "fixed"
+  out, best_lr = [], {}
+  for depth, part in agg.groupby("num_layers", sort=True):
+    best = _best(part, "val_loss")
+    recipe = f"{part.loc[best, 'init_scheme']} init, LR {part.loc[best, 'peak_lr']:g}"
+    if len(part) >= 2:
+      runner = _best(part.drop(index=best), "val_loss")
+      gap = stats.config_gap(runs, agg, best, runner, "val_loss")
+      other = f"{part.loc[runner, 'init_scheme']} init, LR {part.loc[runner, 'peak_lr']:g}"
+      out.append(_verdict(f"{depth} layers: best recipe {recipe} "
+                          f"({part.loc[best, 'val_loss_mean']:.3f}), ahead of {other} by "
+                          f"{gap.describe('nats')}", gap, None, setting=f"{depth} layers",
+                          pair=(recipe, other)))
+    for init, rates in part.groupby("init_scheme"):
+      if rates["peak_lr"].nunique() >= 2:
+        best_lr.setdefault(init, {})[depth] = float(rates.loc[_best(rates, "val_loss"), "peak_lr"])
+  for init, by_depth in best_lr.items():
+    if len(by_depth) >= 2:
+      same = len(set(by_depth.values())) == 1
+      out.append(Verdict(f"{init} init: the best peak LR is " + ", ".join(
+          f"{lr:g} at {depth} layers" for depth, lr in by_depth.items())
+          + (": one rate serves every depth tried" if same
+             else ": the best rate moves with depth, so one rate favours some depths"), "note"))
+  winners = {}
+  for (init, lr), part in agg.groupby(["init_scheme", "peak_lr"], sort=False):
+    if part["num_layers"].nunique() >= 2:
+      best = _best(part, "val_loss")
+      winners[f"{init} init at LR {lr:g}"] = (int(part.loc[best, "num_layers"]),
+                                             part["num_layers"].nunique())
+  if len(winners) >= 2:
+    depths = {depth for depth, _ in winners.values()}
+    out.append(Verdict("best depth per recipe: " + "; ".join(
+        f"{name}: {depth} layers (of {count})" for name, (depth, count) in winners.items())
+        + ("; the recipe does not change which depth wins" if len(depths) == 1
+           else "; the recipe changes which depth wins, so it decides the depth-vs-width verdict"),
+        "note"))
+  return out
+
+
 def generic(runs: pd.DataFrame) -> list[Verdict]:
   """For a sweep without a paper counterpart: the best config against the runner-up."""
   agg = stats.aggregate_seeds(runs)
@@ -372,7 +416,7 @@ def generic(runs: pd.DataFrame) -> list[Verdict]:
 KINDS = {"depth_vs_width": depth_vs_width, "ablation_ladder": ablation_ladder,
          "layer_sharing": layer_sharing, "repeat_count": repeat_count,
          "embedding_sharing": embedding_sharing, "heads_kv": heads_kv,
-         "depth_vs_tokens": depth_vs_tokens}
+         "depth_vs_tokens": depth_vs_tokens, "recipe_fairness": recipe_fairness}
 
 
 def kind_of(name: str) -> str:
