@@ -99,7 +99,7 @@ def base_config(scale: str) -> ml_collections.ConfigDict:
   """The training setup of a scale; sweeps change the model (and the budget where they study it).
 
   smoke: seconds per run. cpu: the embedded corpus, vocab 4096, seq 256, 16 sequences a step,
-  the cpu preset's recipe (depth-aware init, peak LR 3e-3, warmup 25 steps).
+  the cpu preset's recipe (depth-aware init, peak LR 6e-3, warmup 25 steps).
   paper: the paper's recipe (vocab 32000, seq 2048, 1024 sequences a step, peak LR 2e-3,
   warmup 1000, 120k steps = 0.25T tokens, bf16), for GPU/TPU meshes.
   """
@@ -107,7 +107,7 @@ def base_config(scale: str) -> ml_collections.ConfigDict:
     config = get_config("smoke")
     config.train.update(num_steps=6, log_every=2, checkpoint_every=0, eval_batches=1)
   elif scale == "cpu":
-    config = get_config("cpu")  # the preset's recipe: depth-aware init, LR 3e-3, warmup 25
+    config = get_config("cpu")  # the preset's recipe: depth-aware init, LR 6e-3, warmup 25
     config.train.update(batch_size=16, num_tokens=1_000_000, log_every=20, eval_every=0,
                         checkpoint_every=100)
   elif scale == "paper":

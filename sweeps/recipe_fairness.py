@@ -7,15 +7,16 @@ from mobilellm_jax.sweeps import base_config, matched_model
 
 DESCRIPTION = "peak LR x init scheme at the grid's shallowest, middle and deepest depth"
 HEADLINE = "label"
-NOTE = ("cpu: 3 depths x 7 recipes x 1M tokens at 2M params, one seed; the 32-layer runs take "
+NOTE = ("cpu: 3 depths x 8 recipes x 1M tokens at 2M params, one seed; the 32-layer runs take "
         "most of the time.")
 
 # (init scheme, peak LR) in the order they run: the paper's init (a fixed std of 0.02, small
 # beside 1/sqrt(dim) at dim 64-288) at the rate the cpu scale first used, the depth-aware init
 # (the cpu scale's recipe since this study) and plain 1/sqrt(fan_in) at the same rate, then the
-# cpu recipe's init at half and twice the rate, then the paper's init at both.
+# depth-aware init at 2x and 4x the rate (it was better at 2x), then at half, then the paper's
+# init at half and twice the rate.
 RECIPES = (("fixed", 3e-3), ("fan_in_depth", 3e-3), ("fan_in", 3e-3), ("fan_in_depth", 6e-3),
-           ("fan_in_depth", 1.5e-3), ("fixed", 1.5e-3), ("fixed", 6e-3))
+           ("fan_in_depth", 1.2e-2), ("fan_in_depth", 1.5e-3), ("fixed", 1.5e-3), ("fixed", 6e-3))
 
 
 def get_runs(scale):
