@@ -2,6 +2,7 @@
 
     python experiments/launch.py --sweep depth_vs_width                 # cpu scale, ~25 min
     python experiments/launch.py --sweep layer_sharing --scale paper --dry_run
+    python experiments/launch.py --sweep layer_sharing --scale paper --dry_run --target tpu:v5e:4x4
     python experiments/launch.py --sweep depth_vs_width --scale paper --shard 3/16 --backend slurm
 
 Finished runs (with a summary.json) are skipped, so re-launching finishes a sweep. The exit status
@@ -11,7 +12,9 @@ is the number of runs that failed (their errors are in <run>/error.txt).
 import argparse
 import sys
 
-from mobilellm_jax import launch, sweeps
+import jax
+
+from mobilellm_jax import accelerators, launch, sweeps
 from mobilellm_jax.configs import ConfigError
 from mobilellm_jax.data import DataError
 
@@ -30,6 +33,9 @@ def parse_args(argv):
   parser.add_argument("--seeds", default="", help="comma-separated seeds, replacing the sweep's")
   parser.add_argument("--workdir", default="runs", help="parent of the sweep's directory")
   parser.add_argument("--dry_run", action="store_true", help="print the plan; train nothing")
+  parser.add_argument("--target", default="", help="with --dry_run: compile each run's train step "
+                      "for this hardware (e.g. tpu:v5e:4x4; experiments/compile.py) and show its "
+                      "fit per chip")
   parser.add_argument("--only", default="", help="only runs whose name matches (substring or glob)")
   parser.add_argument("--shard", default="", help="i/n: this worker's slice of the runs")
   parser.add_argument("--backend", default="local", choices=("local", "slurm"))
@@ -51,15 +57,23 @@ def main(argv=None) -> int:
     plan = launch.make_plan(args.sweep, args.scale, workdir=args.workdir, seeds=seeds,
                             only=args.only, shard=args.shard, data_dir=args.data_dir)
     module = sweeps.load_sweep(args.sweep)
+    if args.target and not args.dry_run:
+      print("error: --target goes with --dry_run (it compiles, it does not train)", file=sys.stderr)
+      return 2
     if args.dry_run:
-      print(launch.format_dry_run(plan, module))
+      target = None
+      if args.target:
+        if args.target != "local":  # compile-only: no accelerator needed in this process
+          jax.config.update("jax_platforms", "cpu")
+        target = accelerators.parse(args.target)
+      print(launch.format_dry_run(plan, module, target))
       return 0
     if not plan.runs:
       print(f"error: no runs of {args.sweep} match --only {args.only!r} / --shard {args.shard!r}",
             file=sys.stderr)
       return 2
     statuses = launch.execute(plan, backend=args.backend, restart=args.restart)
-  except (ConfigError, DataError) as error:
+  except (ConfigError, DataError, accelerators.TargetError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
   launch.finish(plan, module)

@@ -14,9 +14,12 @@
 - 'xla': `jax.nn.dot_product_attention` (XLA's reference lowering).
 - 'cudnn': `jax.nn.dot_product_attention(implementation='cudnn')`, GPU flash attention
   (bfloat16/float16, head_dim a multiple of 8 up to 128).
-- 'auto': on CPU 'fused_cpu' where it can run (float32, head_dim a multiple of 8, a C++ compiler),
-  else 'blocked'; on GPU 'cudnn' where it can run, else 'xla' (which materialises [B, H, L, L]
-  scores: at sequence 2048 that is gigabytes per layer); 'xla' on other backends.
+- 'auto': the first kernel of AUTO_PREFERENCE[platform] that can run these inputs, the platform
+  being the compile target's (target.py): on CPU 'fused_cpu' where it can run (float32, head_dim
+  a multiple of 8, a C++ compiler), else 'blocked'; on GPU 'cudnn' where it can run, else 'xla'
+  (which materialises [B, H, L, L] scores: at sequence 2048 that is gigabytes per layer); on
+  TPU 'xla'. A new kernel is an entry in KERNELS, one in PROBLEMS saying what it cannot run,
+  and a place in AUTO_PREFERENCE (and in configs/validation.ATTENTION_IMPLEMENTATIONS).
 
 Shapes: B batch, L sequence, H query heads, K kv heads, G = H/K, E head_dim, Q a query block.
 """
@@ -26,13 +29,13 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from mobilellm_jax import native
+from mobilellm_jax import native, target
 
 
-def _fused_cpu_problem(dtype, head_dim: int, backend: str):
-  """Why 'fused_cpu' cannot run these inputs here, or None."""
-  if backend != "cpu":
-    return f"it runs on CPU only; this process runs on {backend!r}"
+def _fused_cpu_problem(dtype, head_dim: int, platform: str):
+  """Why 'fused_cpu' cannot run these inputs on `platform`, or None."""
+  if platform != "cpu":
+    return f"it runs on CPU only; the program is compiled for {platform!r}"
   if jnp.dtype(dtype) != jnp.float32:
     return f"it computes in float32 only, not {jnp.dtype(dtype).name}"
   if head_dim % 8:
@@ -40,10 +43,10 @@ def _fused_cpu_problem(dtype, head_dim: int, backend: str):
   return native.build_error()
 
 
-def _cudnn_problem(dtype, head_dim: int, backend: str):
-  """Why 'cudnn' cannot run these inputs here, or None."""
-  if backend != "gpu":
-    return f"it needs a GPU; this process runs on {backend!r}"
+def _cudnn_problem(dtype, head_dim: int, platform: str):
+  """Why 'cudnn' cannot run these inputs on `platform`, or None."""
+  if platform != "gpu":
+    return f"it needs a GPU; the program is compiled for {platform!r}"
   if jnp.dtype(dtype) not in (jnp.bfloat16, jnp.float16):
     return f"it computes in bfloat16/float16 only, not {jnp.dtype(dtype).name}"
   if head_dim % 8 or head_dim > 128:
@@ -51,35 +54,47 @@ def _cudnn_problem(dtype, head_dim: int, backend: str):
   return None
 
 
-def resolve(impl: str, dtype=jnp.float32, head_dim: int = 64, backend: str | None = None) -> str:
-  """The concrete kernel 'auto' stands for on `backend` (default: this process's) and these
-  inputs; a kernel that cannot run is refused here, at trace time, naming the config field."""
-  backend = backend or jax.default_backend()
-  if impl == "cudnn" and (problem := _cudnn_problem(dtype, head_dim, backend)):
-    raise ValueError(f"config.model.attention: 'cudnn' cannot run: {problem} "
-                     f"(use 'auto' or 'xla')")
-  if impl == "fused_cpu" and (problem := _fused_cpu_problem(dtype, head_dim, backend)):
-    raise ValueError(f"config.model.attention: 'fused_cpu' cannot run: {problem} "
-                     f"(use 'auto' or 'blocked')")
+# Kernel -> why it cannot run (dtype, head_dim, platform), or None; kernels absent run anywhere.
+PROBLEMS = {"fused_cpu": _fused_cpu_problem, "cudnn": _cudnn_problem}
+# What 'auto' means per platform: the first of these that can run the inputs.
+AUTO_PREFERENCE = {"cpu": ("fused_cpu", "blocked"), "gpu": ("cudnn", "xla"), "tpu": ("xla",)}
+FALLBACK = {"fused_cpu": "blocked", "cudnn": "xla"}  # named in the error when a kernel cannot run
+
+
+def _problem(impl: str, dtype, head_dim: int, platform: str):
+  check = PROBLEMS.get(impl)
+  return check(dtype, head_dim, platform) if check else None
+
+
+def resolve(impl: str, dtype=jnp.float32, head_dim: int = 64, platform: str | None = None) -> str:
+  """The concrete kernel 'auto' stands for on `platform` (default: the compile target's,
+  target.platform()) and these inputs; a kernel that cannot run is refused here, at trace time,
+  naming the config field."""
+  platform = platform or target.platform()
   if impl != "auto":
+    if problem := _problem(impl, dtype, head_dim, platform):
+      raise ValueError(f"config.model.attention: {impl!r} cannot run: {problem} "
+                       f"(use 'auto' or {FALLBACK.get(impl, 'xla')!r})")
     return impl
-  if backend == "cpu":
-    return "blocked" if _fused_cpu_problem(dtype, head_dim, backend) else "fused_cpu"
-  if backend == "gpu":
-    return "xla" if _cudnn_problem(dtype, head_dim, backend) else "cudnn"
+  for candidate in AUTO_PREFERENCE.get(platform, ("xla",)):
+    if not _problem(candidate, dtype, head_dim, platform):
+      return candidate
   return "xla"
 
 
 def causal_attention(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE, *, impl: str = "auto",
                      block_size: int = 64):
   """softmax(q k^T / sqrt(E) + causal mask) v, per query head, K/V shared by H/K heads."""
-  impl = resolve(impl, q_BxLxHxE.dtype, q_BxLxHxE.shape[-1])
-  if impl == "fused_cpu":
-    return fused_cpu_attention(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE)
-  if impl == "blocked":
-    return blocked_attention(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE, block_size)
-  return jax.nn.dot_product_attention(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE, is_causal=True,
-                                      implementation=None if impl == "xla" else impl)
+  kernel = KERNELS[resolve(impl, q_BxLxHxE.dtype, q_BxLxHxE.shape[-1])]
+  return kernel(q_BxLxHxE, k_BxLxKxE, v_BxLxKxE, block_size)
+
+
+def _library_attention(implementation):
+  """jax.nn.dot_product_attention as a kernel of KERNELS (block_size unused)."""
+  def kernel(q, k, v, block_size):
+    del block_size
+    return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=implementation)
+  return kernel
 
 
 MAX_BLOCKS = 16  # each block is its own code in the compiled step: cap them (compile time)
@@ -247,3 +262,12 @@ def _fused_qkv_bwd(num_heads, residuals, dout):
 
 
 fused_cpu_qkv_attention.defvjp(_fused_qkv_fwd, _fused_qkv_bwd)
+
+
+# Kernel name -> (q [B, L, H, E], k, v [B, L, K, E], block_size) -> [B, L, H, E].
+KERNELS = {
+    "fused_cpu": lambda q, k, v, block_size: fused_cpu_attention(q, k, v),
+    "blocked": blocked_attention,
+    "xla": _library_attention(None),
+    "cudnn": _library_attention("cudnn"),
+}

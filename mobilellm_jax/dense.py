@@ -12,6 +12,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from mobilellm_jax import target
+
 
 def weight_grad(x_TxI, dout_TxO):
   """x^T dout, [I, O], for token-major 2-D operands (contracts the token axis in place)."""
@@ -23,7 +25,7 @@ def wide_weight_grad(x_TxI, dout_TxO):
   runs a matmul with a transposed operand on a slower path (about 60 vs 100 GFLOP/s at
   [1024 x 128]^T x [1024 x 4096]); transposing the narrow operand first (a small copy, kept by
   the barrier from being folded back into the matmul) gives it the fast one."""
-  if jax.default_backend() != "cpu":
+  if target.platform() != "cpu":
     return weight_grad(x_TxI, dout_TxO)
   return jax.lax.optimization_barrier(x_TxI.T) @ dout_TxO
 

@@ -70,7 +70,9 @@ def estimate(row: dict, scale: str, cpu_peak: float | None) -> str:
   return f"{row['train_flops'] / (cpu_peak * ASSUMED_CPU_MFU) / 60:,.1f} min"
 
 
-def format_dry_run(plan: Plan, module) -> str:
+def format_dry_run(plan: Plan, module, target=None) -> str:
+  """The plan as a table; with `target` (accelerators.Target) each run's train step is also
+  compiled for it and its fit per chip shown (fit_report.sweep_lines)."""
   cpu_peak = flops.machine_peak_flops()[0] if plan.scale != "paper" else None
   rows = [run_row(c) for c in plan.runs]
   header = (f"{'run':<40} {'label':<24} {'L':>3} {'Leff':>4} {'dim':>5} {'D/L':>5} {'q/kv':>6} "
@@ -108,6 +110,9 @@ def format_dry_run(plan: Plan, module) -> str:
                "runs twice in a row and fits the 20 MB SRAM is read once)")
   if getattr(module, "NOTE", ""):
     lines.append(module.NOTE)
+  if target is not None:
+    from mobilellm_jax import fit_report  # pylint: disable=import-outside-toplevel
+    lines += fit_report.sweep_lines(plan.runs, target)
   return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ hands over unwritten; the backward loop reads each layer's values back and calls
 Saved values that are the layer's own parameters or the shared constants are not stacked: the
 backward loop takes them from its inputs.
 
-It runs on CPU with the native library built and the Shardy partitioner (JAX's default), which
+It runs when compiling for CPU (target.py) with the native library built and the Shardy partitioner (JAX's default), which
 gives each stack the sharding its writes have (the batch's, under data parallelism): the call is
 partitioned through custom_partitioning. Elsewhere it is jax.lax.scan.
 """
@@ -23,7 +23,7 @@ import numpy as np
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.extend.mlir import ir
 
-from mobilellm_jax import native
+from mobilellm_jax import native, target
 
 
 def scan_layers(layer_fn, x, stacked_params, consts, *, reverse: bool = False):
@@ -38,7 +38,7 @@ def scan_layers(layer_fn, x, stacked_params, consts, *, reverse: bool = False):
 
 
 def _unwritten_stacks_available() -> bool:
-  return (jax.default_backend() == "cpu" and jax.config.jax_use_shardy_partitioner
+  return (target.platform() == "cpu" and jax.config.jax_use_shardy_partitioner
           and native.build_error() is None)
 
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mobilellm_jax import native
+from mobilellm_jax import native, sharding, target
 from mobilellm_jax.dense import wide_weight_grad
 
 CHUNK_LOGITS = 1 << 22  # CPU: 4M float32 logits = 16 MB per chunk (1024 tokens at vocab 4096)
@@ -26,7 +26,8 @@ ACCELERATOR_CHUNK_LOGITS = 1 << 28
 def chunk_length(batch: int, length: int, vocab: int, chunk_logits: int | None = None,
                  dim: int = 0) -> int:
   """The largest divisor of `length` with batch * chunk * vocab <= chunk_logits (at least 1);
-  chunk_logits defaults by backend (cache-sized on CPU, large on accelerators).
+  chunk_logits defaults by the compile target's platform (cache-sized on CPU, large on
+  accelerators).
 
   With the model width `dim`, a chunk may also grow to about `dim` tokens (batch * chunk): every
   chunk adds its [D, V] head gradient into the running sum, three passes over D x V floats, so
@@ -35,9 +36,9 @@ def chunk_length(batch: int, length: int, vocab: int, chunk_logits: int | None =
   cut the loss's forward + backward from 1.31 to 1.11 s (bench/README.md); at the cpu preset
   (dim 128) nothing changes."""
   if chunk_logits is None:
-    chunk_logits = CHUNK_LOGITS if jax.default_backend() == "cpu" else ACCELERATOR_CHUNK_LOGITS
-  target = max(1, chunk_logits // max(batch * vocab, 1), -(-dim // max(batch, 1)))
-  return max(d for d in range(1, length + 1) if length % d == 0 and d <= target)
+    chunk_logits = CHUNK_LOGITS if target.platform() == "cpu" else ACCELERATOR_CHUNK_LOGITS
+  bound = max(1, chunk_logits // max(batch * vocab, 1), -(-dim // max(batch, 1)))
+  return max(d for d in range(1, length + 1) if length % d == 0 and d <= bound)
 
 
 def cross_entropy(logits_BxLxV, targets_BxL):
@@ -52,7 +53,8 @@ def _chunked(x_BxLx, chunk: int):
 
 
 def _chunk_logits(h_BxCxD, head_VxD):
-  return jnp.einsum("bcd,vd->bcv", h_BxCxD, head_VxD, preferred_element_type=jnp.float32)
+  logits = jnp.einsum("bcd,vd->bcv", h_BxCxD, head_VxD, preferred_element_type=jnp.float32)
+  return sharding.constrain(logits, ("batch", None, "vocab"))  # never the whole batch's logits
 
 
 def _nll_sum(logits_BxCxV, targets_BxC):

@@ -18,6 +18,7 @@ from mobilellm_jax.dense import dense, matmul_bwd, matmul_fwd
 from mobilellm_jax.layer_scan import scan_layers
 from mobilellm_jax.norm import rms_norm, rms_norm_into
 from mobilellm_jax.schedule import layer_passes
+from mobilellm_jax.sharding import constrain
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +183,9 @@ class FeedForward(nnx.Module):
     return norm.into(_normed_relu, x_BxLxD, up_DxF, down_FxD)
 
 
+ACTIVATION_AXES = ("batch", None, None)  # [B, L, D] split by batch only (sharding.constrain)
+
+
 class Block(nnx.Module):
   """Pre-norm residual block: x + attn(norm(x)), then x + ffn(norm(x))."""
 
@@ -193,7 +197,7 @@ class Block(nnx.Module):
 
   def __call__(self, x_BxLxD, sin, cos):
     x_BxLxD = x_BxLxD + self.attn(x_BxLxD, sin, cos, self.attn_norm)
-    return x_BxLxD + self.ffn(x_BxLxD, self.ffn_norm)
+    return constrain(x_BxLxD + self.ffn(x_BxLxD, self.ffn_norm), ACTIVATION_AXES)
 
 
 _REMAT_POLICIES = {
@@ -233,7 +237,9 @@ class Decoder(nnx.Module):
     if positions_BxL is None:
       positions_BxL = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32), (B, L))
     dt = jnp.dtype(args.compute_dtype)
-    x_BxLxD = jnp.take(self.embed_VxD[...], tokens_BxL, axis=0).astype(dt)
+    # The table gathered over fsdp, the token ids left where they are (sharding.constrain).
+    table_VxD = constrain(self.embed_VxD[...], ("vocab", None))
+    x_BxLxD = constrain(jnp.take(table_VxD, tokens_BxL, axis=0).astype(dt), ACTIVATION_AXES)
     sin, cos = rope_sin_cos(positions_BxL, args.head_dim, args.rope_theta)
     x_BxLxD = self._run_blocks(x_BxLxD, sin, cos)
     head_VxD = self.embed_VxD[...] if args.tie_embeddings else self.head_DxV[...].T

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mobilellm_jax import target
+
 
 def lr_schedule(optim_config, num_steps: int) -> optax.Schedule:
   """0 -> peak over warmup_steps, then cosine to peak * final_lr_ratio at num_steps."""
@@ -32,7 +34,7 @@ def global_norm(tree) -> jax.Array:
   a reduce-window over it, 53 ms; the dot lowers to a pass over the flat buffer, 26 ms
   (bench/README.md, session 11). Under sharding a dot over all axes is a local dot and an
   all-reduce, like the sum."""
-  if jax.default_backend() != "cpu":
+  if target.platform() != "cpu":
     return optax.tree.norm(tree)
   squares = [jax.lax.dot_general(x, x, ((tuple(range(x.ndim)),) * 2, ((), ())),
                                  preferred_element_type=jnp.float32) for x in jax.tree.leaves(tree)]

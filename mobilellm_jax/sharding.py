@@ -12,6 +12,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
+from mobilellm_jax import target
 from mobilellm_jax.configs.validation import ConfigError
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -67,6 +68,22 @@ def logical_to_spec(logical_axes, shape, mesh) -> PartitionSpec:
   return PartitionSpec(*spec)
 
 
+def constrain(x, logical_axes):
+  """x laid out as `logical_axes` say (LOGICAL_RULES) on the mesh being compiled for
+  (target.compiling_for); unchanged outside one. Left to itself, XLA's propagation met batch
+  rows and parameters both split over 'fsdp' by splitting the matmuls' contraction and gathering
+  the whole batch (token ids, [B, chunk, V] logits, per-layer activations summed whole on every
+  device): pinning activations to the batch split makes the parameters the ones gathered, as
+  fsdp means (MobileLLM-350M on 16 v5e chips, fsdp 16, remat full: 7.3 -> 1.0 GB of
+  temporaries per chip, with the optimizer state sharded too: train_step.state_shardings).
+  Not on CPU, whose devices share one host's memory: there the pins only moved roundings of the
+  2x2x2 test mesh by an ulp."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or tuple(mesh.axis_names) != MESH_AXES or target.platform() == "cpu":
+    return x
+  return jax.lax.with_sharding_constraint(x, logical_to_spec(logical_axes, x.shape, mesh))
+
+
 def _map_variables(state, fn) -> dict:
   """A pure nested dict with fn(variable) in place of each nnx Variable."""
   return {key: fn(value) if isinstance(value, nnx.Variable) else _map_variables(value, fn)
@@ -97,12 +114,12 @@ def batch_sharding(mesh) -> NamedSharding:
   return NamedSharding(mesh, logical_to_spec(("batch", None), (0, 0), mesh))
 
 
-def init_compiler_options() -> dict | None:
-  """On CPU, LLVM optimisation level 1 for the init program: at every size it compiled in a third
+def init_compiler_options(platform: str | None = None) -> dict | None:
+  """Compiling for CPU (default: this process's platform), LLVM optimisation level 1 for the init program: at every size it compiled in a third
   to a half of the time (MobileLLM-125M 7.7 -> 2.0 s, the cpu preset 6.0 -> 2.4 s), ran no slower
   (125M 2.1 -> 1.7 s) and made bit-identical parameters (bench/README.md, session 12; tested).
   None elsewhere."""
-  return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else None
+  return {"xla_backend_optimization_level": 1} if (platform or target.platform()) == "cpu" else None
 
 
 def init_sharded(make_module, mesh):
@@ -112,5 +129,5 @@ def init_sharded(make_module, mesh):
   graphdef, abstract_state = nnx.split(nnx.eval_shape(make_module))
   shardings = param_shardings(abstract_state, mesh)
   params = jax.jit(lambda: nnx.to_pure_dict(nnx.state(make_module())), out_shardings=shardings,
-                   compiler_options=init_compiler_options())()
+                   compiler_options=init_compiler_options(target.platform_of(mesh)))()
   return graphdef, params, shardings

@@ -4,7 +4,6 @@ Re-running with the same workdir resumes from the newest restorable checkpoint (
 included) and ends with the numbers an uninterrupted run would have had.
 """
 
-import functools
 import math
 import platform
 import time
@@ -12,7 +11,7 @@ import time
 import jax
 
 from mobilellm_jax import (checkpointing, counting, distributed, flops, footprint, sharding,
-                           train_step, tracking)
+                           target, train_step, tracking)
 from mobilellm_jax.configs import eval_task_names, validate, validate_platform
 from mobilellm_jax.data import (check_eval_split, load_tokenizer, make_eval_iterator,
                                 make_train_iterator)
@@ -56,7 +55,7 @@ def _versions(revision: dict) -> dict:
   import flax, optax, orbax.checkpoint  # pylint: disable=import-outside-toplevel,multiple-imports
   return dict(**revision, jax=jax.__version__, flax=flax.__version__, optax=optax.__version__,
               orbax=orbax.checkpoint.__version__, python=platform.python_version(),
-              backend=jax.default_backend(), devices=jax.device_count(),
+              backend=target.process_platform(), devices=jax.device_count(),
               processes=jax.process_count())
 
 
@@ -65,8 +64,7 @@ class _Evaluator:
 
   def __init__(self, config, graphdef, batch_sharding):
     self.config, self.batch_sharding = config, batch_sharding
-    self._step = jax.jit(functools.partial(train_step.eval_step, graphdef=graphdef),
-                         compiler_options=train_step.compiler_options())
+    self._step = train_step.jit_eval_step(batch_sharding.mesh, graphdef=graphdef)
 
   def __call__(self, params, max_batches=None) -> dict:
     loss_sum, count = 0.0, 0.0
@@ -125,8 +123,12 @@ def train(config, workdir: str, devices=None, restart: bool = False) -> dict:
   `devices` (default: all) lets tests compare meshes inside one process. `restart` moves what
   the workdir holds to `previous-<time>/` and starts from step 0; without it a workdir whose
   progress cannot be restored stops the run (CheckpointError) rather than being overwritten."""
+  hf_params = None
+  if config.train.get("init_from_hf"):  # the model section comes from the directory
+    from mobilellm_jax.hf import init_from_hf  # pylint: disable=import-outside-toplevel
+    config, hf_params = init_from_hf(config)
   validate(config)
-  validate_platform(config, devices[0].platform if devices else jax.default_backend())
+  validate_platform(config, target.platform_of(devices))
   distributed.maybe_initialize()
   started = time.time()
   revision = _REVISION
@@ -145,10 +147,14 @@ def train(config, workdir: str, devices=None, restart: bool = False) -> dict:
   batch_sharding = sharding.batch_sharding(mesh)
   optimizer = make_optimizer(config.optim, num_steps)
   schedule = lr_schedule(config.optim, num_steps)
-  graphdef, params, _ = sharding.init_sharded(
+  graphdef, params, param_shardings = sharding.init_sharded(
       lambda: build_model(config.model, seed=config.train.seed), mesh)
-  state = jax.jit(lambda p: train_step.init_train_state(p, optimizer))(params)
-  state_shardings = jax.tree.map(lambda x: x.sharding, state)
+  if hf_params is not None:
+    from mobilellm_jax.hf.runs import place  # pylint: disable=import-outside-toplevel
+    params = place(hf_params, param_shardings)
+  state_shardings = train_step.state_shardings(params, optimizer, param_shardings, mesh)
+  state = jax.jit(lambda p: train_step.init_train_state(p, optimizer),
+                  out_shardings=state_shardings)(params)
 
   if restart and jax.process_index() == 0:
     moved = checkpointing.set_aside(workdir)
@@ -169,11 +175,9 @@ def train(config, workdir: str, devices=None, restart: bool = False) -> dict:
         f"{checkpointer.directory}")
   start_step = int(state["step"])
 
-  step_fn = jax.jit(
-      functools.partial(train_step.train_step, graphdef=graphdef, optimizer=optimizer,
-                        schedule=schedule, grad_accum_steps=config.train.grad_accum_steps),
-      in_shardings=(state_shardings, batch_sharding), out_shardings=(state_shardings, None),
-      donate_argnums=0, compiler_options=train_step.compiler_options())
+  step_fn = train_step.jit_train_step(
+      mesh, state_shardings, batch_sharding, graphdef=graphdef, optimizer=optimizer,
+      schedule=schedule, grad_accum_steps=config.train.grad_accum_steps)
   evaluate = _Evaluator(config, graphdef, batch_sharding)
 
   counts = counting.param_counts(config.model)

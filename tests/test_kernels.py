@@ -110,15 +110,15 @@ def test_attention_auto_resolves_on_cpu():
 
 def test_attention_auto_resolves_on_gpu():
   """The GPU rules, decided without a GPU: cuDNN flash attention for bf16/f16, else XLA's."""
-  assert attention.resolve("auto", jnp.bfloat16, 64, backend="gpu") == "cudnn"
-  assert attention.resolve("auto", jnp.float16, 128, backend="gpu") == "cudnn"
-  assert attention.resolve("auto", jnp.float32, 64, backend="gpu") == "xla"
-  assert attention.resolve("auto", jnp.bfloat16, 256, backend="gpu") == "xla"
-  assert attention.resolve("auto", jnp.bfloat16, 64, backend="tpu") == "xla"
+  assert attention.resolve("auto", jnp.bfloat16, 64, platform="gpu") == "cudnn"
+  assert attention.resolve("auto", jnp.float16, 128, platform="gpu") == "cudnn"
+  assert attention.resolve("auto", jnp.float32, 64, platform="gpu") == "xla"
+  assert attention.resolve("auto", jnp.bfloat16, 256, platform="gpu") == "xla"
+  assert attention.resolve("auto", jnp.bfloat16, 64, platform="tpu") == "xla"
   with pytest.raises(ValueError, match="'cudnn' cannot run: it computes in bfloat16/float16 only"):
-    attention.resolve("cudnn", jnp.float32, 64, backend="gpu")
+    attention.resolve("cudnn", jnp.float32, 64, platform="gpu")
   with pytest.raises(ValueError, match="'fused_cpu' cannot run: it runs on CPU only"):
-    attention.resolve("fused_cpu", jnp.float32, 64, backend="gpu")
+    attention.resolve("fused_cpu", jnp.float32, 64, platform="gpu")
 
 
 @pytest.mark.parametrize("x_shape,w_shape,num_in", [

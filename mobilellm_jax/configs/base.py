@@ -73,6 +73,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
   t.eval_batches = 8  # Validation batches per pass.
   t.checkpoint_every = 200  # Steps between orbax checkpoints; 0 = only at the end.
   t.keep_checkpoints = 2  # How many recent checkpoints orbax keeps.
+  t.init_from_hf = ""  # A Hugging Face Llama directory (python -m mobilellm_jax.hf export) whose weights start the run; its architecture replaces the model section, its tokenizer.model an empty data.tokenizer_path. A checkpoint in the workdir still wins.
   t.mesh_data = -1  # Mesh axis 'data' size; -1 = fill with the remaining devices.
   t.mesh_fsdp = 1  # Mesh axis 'fsdp' size (parameters and optimizer state sharded).
   t.mesh_tensor = 1  # Mesh axis 'tensor' size (heads / mlp sharded).

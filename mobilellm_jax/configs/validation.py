@@ -118,6 +118,6 @@ def validate_platform(config: ml_collections.ConfigDict, platform: str) -> None:
   from mobilellm_jax import attention  # pylint: disable=import-outside-toplevel  (imports jax)
   m = config.model
   try:
-    attention.resolve(m.attention, m.compute_dtype, m.dim // m.num_heads, backend=platform)
+    attention.resolve(m.attention, m.compute_dtype, m.dim // m.num_heads, platform=platform)
   except ValueError as error:
     raise ConfigError(str(error)) from None

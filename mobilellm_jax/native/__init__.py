@@ -21,6 +21,8 @@ import tempfile
 import jax
 import jaxlib
 
+from mobilellm_jax import target
+
 from mobilellm_jax.native.partitioning import batch_split  # noqa: F401 (re-exported)
 
 _HERE = os.path.dirname(__file__)
@@ -92,8 +94,8 @@ def load() -> str:
     library = ctypes.cdll.LoadLibrary(path)
   except OSError as e:
     raise NativeBuildError(f"loading {path} failed: {e}; delete it to rebuild") from e
-  for target, symbol in TARGETS.items():
-    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
+  for name, symbol in TARGETS.items():
+    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, symbol)),
                                 platform="cpu")
   return path
 
@@ -110,8 +112,8 @@ def build_error() -> str | None:
 
 
 def runs_here(*float_arrays) -> bool:
-  """Whether the float32 kernels can take these arrays in this process: the CPU backend, all of
-  them float32, and a library that builds and loads."""
-  return (jax.default_backend() == "cpu"
+  """Whether the float32 kernels can take these arrays in the program being traced: compiled for
+  CPU (target.py), all of them float32, and a library that builds and loads."""
+  return (target.platform() == "cpu"
           and all(a.dtype == jax.numpy.float32 for a in float_arrays)
           and build_error() is None)

@@ -1,0 +1,138 @@
+"""Compiling the real steps for a TPU slice from this CPU host (the TPU compiler from PyPI): the
+platform decision follows the target, the sharding's collectives, memory and the fit search."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from flax import nnx
+
+from mobilellm_jax import (accelerators, aot, attention, fit_report, fit_search, sharding,
+                           target, train_step)
+from mobilellm_jax.configs import get_config
+from mobilellm_jax.model import build_model
+from mobilellm_jax.optim import make_optimizer
+
+
+@pytest.fixture(scope="module")
+def v5e_2x2():
+  return accelerators.parse("tpu:v5e:2x2")
+
+
+def smoke(**overrides):
+  config = get_config("smoke")
+  return fit_search.with_overrides(config, overrides)
+
+
+def test_the_platform_is_the_compile_targets_not_the_process(v5e_2x2):
+  mesh = jax.sharding.Mesh([[[d]] for d in v5e_2x2.devices], ("data", "fsdp", "tensor"))
+  assert target.platform() == "cpu"
+  with target.compiling_for(mesh):
+    assert target.platform() == "tpu"
+    assert attention.resolve("auto", jnp.float32, 64) == "xla"  # no C++ kernels on a TPU
+  assert attention.resolve("auto", jnp.float32, 64) == "fused_cpu"
+
+
+def test_one_process_compiles_the_cpu_kernels_for_cpu_targets_only(v5e_2x2):
+  config = smoke(**{"train.mesh_data": 4})
+  kernel = 'custom_call_target="mobilellm_'
+  for spec, expected in (("cpu:4", True), ("tpu:v5e:2x2", False)):
+    reports = aot.compile_steps(config, accelerators.parse(spec), steps=("eval",), keep_hlo=True)
+    assert (kernel in reports["eval"].hlo) == expected, spec
+
+
+def test_parse_names_every_bad_target():
+  for spec, message in (("tpu:v9:2x2", "unknown TPU generation 'v9'"),
+                        ("tpu:v5e:2by2", "is not AxB or AxBxC"),
+                        ("cpu:64", "this process has 8 CPU device"),
+                        ("gpu:h100x8", "on a GPU host use --target local"),
+                        ("tpu", "expected one of")):
+    with pytest.raises(accelerators.TargetError, match=message):
+      accelerators.parse(spec)
+  assert accelerators.parse("tpu:v4:2x2x2").num_chips == 8  # one device per chip (megacore)
+  assert accelerators.parse("cpu:8").platform == "cpu"
+
+
+def _gathers_whole_batch(hlo: str, batch: int, length: int) -> list:
+  """Collectives whose result holds rows of the whole batch: leading dims multiplying to
+  `batch`, then `length` (token ids [8, 32] or [4, 2, 32], logits [8, 32, V])."""
+  found = []
+  for op, dtype, dims in aot.collectives(hlo):
+    if op.startswith(("all-gather", "all-to-all")):
+      for split in range(1, len(dims)):
+        prefix = 1
+        for d in dims[:split]:
+          prefix *= d
+        if prefix == batch and dims[split] == length:
+          found.append((op, dtype, dims))
+  return found
+
+
+@pytest.mark.parametrize("mesh", [(4, 1, 1), (1, 2, 2)], ids=["data4", "fsdp2xtensor2"])
+def test_smoke_steps_compile_for_a_tpu_slice_with_the_collectives_their_mesh_implies(
+    v5e_2x2, mesh):
+  config = smoke(**{"train.mesh_data": mesh[0], "train.mesh_fsdp": mesh[1],
+                    "train.mesh_tensor": mesh[2]})
+  reports = aot.compile_steps(config, v5e_2x2, keep_hlo=True)
+  train = reports["train"]
+  assert train.fits and reports["eval"].fits and train.memory.alias > 0  # the state is donated
+  assert reports["layout"].attention == "xla"
+  hlo = train.hlo
+  assert 'custom_call_target="mobilellm_' not in hlo  # no CPU kernel reached the TPU program
+  ops = [op for op, _, _ in aot.collectives(hlo)]
+  assert not _gathers_whole_batch(hlo, config.train.batch_size, config.data.seq_len)
+  assert any(op.startswith("all-reduce") for op in ops)  # gradients summed over the batch
+  if mesh[1] == 1:
+    assert not any(op.startswith("all-gather") for op in ops)  # nothing is sharded to gather
+  else:
+    # fsdp: parameters gathered for use inside the loop over layers, the embedding's gradient
+    # reduce-scattered onto its shards.
+    assert any(op.startswith("all-gather") for op in ops)
+    assert "reduce-scatter" in hlo
+
+
+def test_fsdp_shards_the_optimizer_moments_like_their_parameters():
+  """Left to XLA, the moments (made from zeros) came out replicated: 2/3 of the state whole on
+  every chip."""
+  config = smoke(**{"train.mesh_data": 1, "train.mesh_fsdp": 4})
+  mesh = sharding.make_mesh(config.train, jax.devices()[:4])
+  _, abstract = nnx.split(nnx.eval_shape(lambda: build_model(config.model)))
+  param_shardings = sharding.param_shardings(abstract, mesh)
+  state = train_step.state_shardings(nnx.to_pure_dict(abstract), make_optimizer(config.optim, 4),
+                                     param_shardings, mesh)
+  adam = state["opt_state"][1][0]
+  assert jax.tree.leaves(adam.mu) == jax.tree.leaves(param_shardings) == jax.tree.leaves(adam.nu)
+  assert all("fsdp" in str(s.spec) for s in jax.tree.leaves(param_shardings))
+  assert state["step"].spec == jax.sharding.PartitionSpec()
+
+
+def test_an_over_large_config_does_not_fit_and_the_search_finds_one_that_does(v5e_2x2):
+  """1.9B parameters with their Adam moments, replicated by a data-parallel mesh, need ~50 GiB
+  per chip against v5e's 16; sharded over the 4 chips (fsdp) they fit."""
+  config = smoke(**{"model.dim": 4096, "model.num_heads": 32, "model.num_kv_heads": 8,
+                    "model.ffn_dim": 32768, "model.num_layers": 4, "train.batch_size": 4,
+                    "data.seq_len": 8})
+  tried = []
+  search = fit_search.search(config, v5e_2x2, log=tried.append)
+  given = search.given.report
+  assert not given.fits and given.memory is None and "RESOURCE_EXHAUSTED" in given.refusal
+  assert given.needed_bytes > 3 * v5e_2x2.chip.hbm_bytes
+  fitting = search.fitting
+  assert fitting is not None and fitting.report.fits and fitting is search.tried[-1]
+  assert fitting.layout.mesh == (1, 4, 1) and fitting.report.needed_bytes < v5e_2x2.chip.hbm_bytes
+  assert tried == [search.given, *search.tried]
+  text = fit_report.describe(config, v5e_2x2, search, None)
+  assert "refused by the compiler" in text
+  assert "fits with: --config.train.mesh_data=1 --config.train.mesh_fsdp=4" in text
+
+
+def test_the_launchers_dry_run_shows_each_runs_fit_on_a_target(capsys):
+  from experiments import launch as launch_cli  # pylint: disable=import-outside-toplevel
+  argv = ["--sweep", "depth_vs_width", "--scale", "smoke", "--only", "L1-*"]
+  assert launch_cli.main(argv + ["--dry_run", "--target", "tpu:v5e:2x2"]) == 0
+  out = capsys.readouterr().out
+  assert "fit per chip on tpu:v5e:2x2: 4 x TPU v5e" in out
+  assert [l for l in out.splitlines() if l.startswith("L1-") and " fits (" in l]
+  assert launch_cli.main(argv + ["--target", "tpu:v5e:2x2"]) == 2  # compiles only with --dry_run
+  assert launch_cli.main(argv + ["--dry_run", "--target", "tpu:v5e"]) == 2
+  assert "error: --target 'tpu:v5e': expected one of" in capsys.readouterr().err
