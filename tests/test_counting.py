@@ -68,9 +68,9 @@ def test_flops_closed_form_125m():
 
 
 def test_flops_relu_ffn_uses_two_matrices():
-  m = get_config("smoke").model  # D=64, H=4, K=2, E=16, F=128, V=256, L=2
+  m = get_config("smoke").model  # D=64, H=4, K=2, E=16, F=128, V=512, L=2
   attn = 2 * 64 * 64 + 2 * 64 * 32
-  swiglu = 6 * (2 * (attn + 3 * 64 * 128) + 64 * 256) + 12 * 2 * 64 * 32
+  swiglu = 6 * (2 * (attn + 3 * 64 * 128) + 64 * 512) + 12 * 2 * 64 * 32
   assert flops_per_token(m, 32) == swiglu
   m.ffn_type = "relu"
   assert flops_per_token(m, 32) == swiglu - 6 * 2 * 64 * 128
