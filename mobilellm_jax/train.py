@@ -128,8 +128,8 @@ def train(config, workdir: str, devices=None, restart: bool = False) -> dict:
     from mobilellm_jax.hf import init_from_hf  # pylint: disable=import-outside-toplevel
     config, hf_params = init_from_hf(config)
   validate(config)
+  distributed.maybe_initialize()  # before anything asks for a backend (the platform check does)
   validate_platform(config, target.platform_of(devices))
-  distributed.maybe_initialize()
   started = time.time()
   revision = _REVISION
   num_steps = total_steps(config)

@@ -1,6 +1,7 @@
 """The trainer: outputs, meshes, accumulation, resume after SIGKILL, damaged checkpoints, NaN."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -47,11 +48,12 @@ def test_run_writes_its_files_and_learns(data_dir, tmp_path):
     assert os.path.exists(tmp_path / name)
   on_disk = json.loads((tmp_path / "summary.json").read_text())
   assert on_disk["val_loss"] == summary["val_loss"]
-  assert summary["params"] == 90_432 and summary["steps"] == 40
+  assert summary["params"] == 106_816 and summary["steps"] == 40
   assert summary["tokens_seen"] == 40 * 8 * 32
   assert summary["tokens_per_s"] > 0 and 0 < summary["mfu"] < 1
   curve = losses(tmp_path)
-  assert len(curve) == 8 and curve[-1] < curve[0] - 0.5  # it learns (ln 512 = 6.24 at start)
+  # It learns: well below the uniform ln 512 = 6.24, and falling after the first log line.
+  assert len(curve) == 8 and curve[-1] < curve[0] - 0.3 and curve[-1] < math.log(512) - 1.0
   assert summary["val_loss"] < 5.0
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert any("val_loss" in l and l["step"] == 20 for l in lines)
