@@ -18,7 +18,7 @@ from mobilellm_jax import aot, paper_fit
 
 INTRO = """# The paper's presets on TPU slices (generated)
 
-Written by `python bench/paper_fit_table.py` ({command}); do not edit by hand
+Written by `{command}`; do not edit by hand
 (`tests/test_paper_fit.py` regenerates a row and compares). Each row is the paper's recipe,
 sequence 2048 and {batch} sequences per step, compiled for the slice from a CPU host with the TPU
 compiler (`experiments/compile.py`): the first setting that fits, searched from the preset's own
