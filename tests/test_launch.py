@@ -29,7 +29,7 @@ def test_every_sweep_expands_to_valid_named_runs(name, scale):
 def test_depth_vs_width_cpu_is_parameter_matched_within_2_percent():
   rows = [launch.run_row(c) for c in sweeps.expand("depth_vs_width", "cpu")]
   depths = sorted({r["layers"] for r in rows})
-  assert len(depths) >= 5 and depths[0] <= 2 and depths[-1] >= 16
+  assert len(depths) >= 4 and depths[0] <= 2 and depths[-1] >= 16
   assert all(abs(r["budget_deviation"]) <= 0.02 for r in rows), rows
 
 
