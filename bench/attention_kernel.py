@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mobilellm_jax import native
+from mobilellm_jax import host_memory, native
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -151,4 +151,5 @@ def main():
 
 
 if __name__ == "__main__":
+  host_memory.keep_freed_memory()  # as the CLIs do (runtime.py): XLA:CPU reuses freed buffers
   main()

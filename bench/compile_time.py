@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mobilellm_jax import train_step
+from mobilellm_jax import host_memory, train_step
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.model import build_model
 
@@ -62,4 +62,5 @@ def main():
 
 
 if __name__ == "__main__":
+  host_memory.keep_freed_memory()  # as the CLIs do (runtime.py): XLA:CPU reuses freed buffers
   main()

@@ -12,6 +12,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # Run from a checkout.
 
+from mobilellm_jax import host_memory
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.data import make_eval_iterator, make_train_iterator
 
@@ -69,4 +70,5 @@ def main():
 
 
 if __name__ == "__main__":
+  host_memory.keep_freed_memory()  # as the CLIs do (runtime.py): XLA:CPU reuses freed buffers
   main()

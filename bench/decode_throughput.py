@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from mobilellm_jax import compile_cache, footprint, generation
+from mobilellm_jax import footprint, generation, runtime
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.model import ModelArgs, build_model
 
@@ -123,7 +123,7 @@ def main():
   parser.add_argument("--hf_new_tokens", type=int, default=8, help="transformers' (slower) runs")
   parser.add_argument("--repeats", type=int, default=2)
   args = parser.parse_args()
-  compile_cache.enable()
+  runtime.prepare_process()
   bandwidth, cache = read_bandwidth(), l3_bytes()
   rows, batch1 = [], {}
   for preset in args.presets.split(","):

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from mobilellm_jax import host_memory
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.data import load_tokenizer
 from mobilellm_jax.evaluation import TASKS, load_task, prepare_tasks, question_metrics
@@ -109,4 +110,5 @@ def main():
 
 
 if __name__ == "__main__":
+  host_memory.keep_freed_memory()  # as the CLIs do (runtime.py): XLA:CPU reuses freed buffers
   main()

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from mobilellm_jax import counting, losses
+from mobilellm_jax import counting, host_memory, losses
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.model import ModelArgs
 from train_throughput import SIZES, ours, reference, timed
@@ -140,4 +140,5 @@ def main():
 
 
 if __name__ == "__main__":
+  host_memory.keep_freed_memory()  # as the CLIs do (runtime.py): XLA:CPU reuses freed buffers
   main()

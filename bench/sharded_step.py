@@ -20,7 +20,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mobilellm_jax import sharding, train_step  # noqa: E402
+from mobilellm_jax import host_memory, sharding, train_step  # noqa: E402
 from mobilellm_jax.configs import get_config  # noqa: E402
 from mobilellm_jax.model import build_model  # noqa: E402
 
@@ -67,4 +67,5 @@ def main():
 
 
 if __name__ == "__main__":
+  host_memory.keep_freed_memory()  # as the CLIs do (runtime.py): XLA:CPU reuses freed buffers
   main()

@@ -31,7 +31,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from mobilellm_jax import counting, flops, train_step  # noqa: E402
+from mobilellm_jax import counting, flops, host_memory, train_step  # noqa: E402
 from mobilellm_jax.configs import ConfigError, get_config, validate_model  # noqa: E402
 from mobilellm_jax.hf import hf_config_dict  # noqa: E402
 from mobilellm_jax.model import ModelArgs, build_model  # noqa: E402
@@ -264,4 +264,5 @@ def main():
 
 
 if __name__ == "__main__":
+  host_memory.keep_freed_memory()  # as the CLIs do (runtime.py): XLA:CPU reuses freed buffers
   main()

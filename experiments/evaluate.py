@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from mobilellm_jax import compile_cache
+from mobilellm_jax import runtime
 from mobilellm_jax.checkpointing import CheckpointError
 from mobilellm_jax.data import DataError, load_tokenizer
 
@@ -25,7 +25,7 @@ def main(argv=None) -> int:
   parser.add_argument("--limit", type=int, default=0, help="questions per task (0 = all)")
   parser.add_argument("--splits", default="validation,test", help="corpus splits for perplexity")
   args = parser.parse_args(argv)
-  compile_cache.enable()  # every run of one shape scores with the same programs
+  runtime.prepare_process()  # compile cache: every run of one shape scores with the same programs
   from mobilellm_jax import evaluation  # pylint: disable=import-outside-toplevel
   from mobilellm_jax.train import restore_for_eval, zeroshot_summary  # pylint: disable=import-outside-toplevel
   try:

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mobilellm_jax import compile_cache
+from mobilellm_jax import runtime
 from mobilellm_jax.checkpointing import CheckpointError
 from mobilellm_jax.data import DataError
 
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
   parser.add_argument("--top_p", type=float, default=1.0, help="1 = off")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
-  compile_cache.enable()
+  runtime.prepare_process()
   from mobilellm_jax.generation import Generator, Sampling  # pylint: disable=import-outside-toplevel
   from mobilellm_jax.model import ModelArgs  # pylint: disable=import-outside-toplevel
   try:

@@ -14,7 +14,7 @@ import sys
 
 import jax
 
-from mobilellm_jax import accelerators, launch, sweeps
+from mobilellm_jax import accelerators, launch, runtime, sweeps
 from mobilellm_jax.configs import ConfigError
 from mobilellm_jax.data import DataError
 
@@ -48,6 +48,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
   args = parse_args(argv)
+  runtime.prepare_process()
   try:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
   except ValueError:

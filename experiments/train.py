@@ -3,6 +3,7 @@
     python experiments/train.py --config=mobilellm_jax/configs/base.py:cpu --workdir=runs/one \
         --config.model.num_layers=12 --config.train.num_tokens=2000000
 
+Prepares the corpus, its tokenizer and the zero-shot tasks the config needs on first use.
 Re-running the same command resumes from the newest checkpoint in --workdir; --restart sets
 the workdir's files aside and starts from step 0.
 """
@@ -13,10 +14,11 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from mobilellm_jax import compile_cache
+from mobilellm_jax import distributed, runtime
 from mobilellm_jax.checkpointing import CheckpointError
 from mobilellm_jax.configs import ConfigError
 from mobilellm_jax.data import DataError
+from mobilellm_jax.launch import ensure_data
 from mobilellm_jax.train import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -30,8 +32,10 @@ _RESTART = flags.DEFINE_bool("restart", False, "Move the workdir's files to prev
 
 def main(argv):
   del argv
-  compile_cache.enable()  # a resumed run loads its compiled programs
+  runtime.prepare_process()
   try:
+    if not distributed.multiprocess_environment():  # hosts of one job would race to build it
+      ensure_data([_CONFIG.value])
     summary = train(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
   except (ConfigError, DataError, CheckpointError) as error:
     print(f"error: {error}", file=sys.stderr)
@@ -41,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=runtime.parse_config_flags)

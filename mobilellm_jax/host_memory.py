@@ -11,10 +11,11 @@ No trimming means M_TRIM_THRESHOLD = -1 (never). The largest positive value, 2**
 handed a free heap top above 2 GB back to the OS: at MobileLLM-125M (1.4 GB of temporaries per
 step) the heap grew, was trimmed and was faulted in again every few steps, ~345k faults and 1-4 s
 of system time each time (6 such steps in 20; with -1, 3 in the first 4 steps, then none;
-bench/README.md, session 11).
+bench/README.md).
 
-This must run before XLA starts its threads, so the package calls it on import. Set
-MOBILELLM_MALLOC_TUNING=0 to leave malloc alone. A no-op where libc is not glibc.
+This must run before XLA starts its threads, so the command-line entry points call it first
+(runtime.prepare_process); importing the package leaves malloc alone. Set
+MOBILELLM_MALLOC_TUNING=0 to leave it alone in the CLIs too. A no-op where libc is not glibc.
 """
 
 import ctypes

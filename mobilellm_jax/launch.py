@@ -8,7 +8,7 @@ import traceback
 
 import ml_collections
 
-from mobilellm_jax import compile_cache, counting, flops, footprint, sweeps
+from mobilellm_jax import counting, flops, footprint, runtime, sweeps
 from mobilellm_jax.tracking import run_name
 
 # Throughput assumed for time estimates (labelled as such wherever printed).
@@ -138,7 +138,7 @@ def run_one(config_dict: dict, run_dir: str, restart: bool = False) -> dict:
   """Trains one run (picklable: SLURM tasks call this). A failure is written to error.txt.
   `restart`: train(..., restart=True), i.e. set the run's old files aside and start over."""
   from mobilellm_jax.train import train  # pylint: disable=import-outside-toplevel
-  compile_cache.enable()  # here, not in the CLI: SLURM tasks start in this function
+  runtime.prepare_process()  # here as well as in the CLI: SLURM tasks start in this function
   config = ml_collections.ConfigDict(config_dict)
   error_path = os.path.join(run_dir, "error.txt")
   try:

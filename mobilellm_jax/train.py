@@ -5,6 +5,7 @@ included) and ends with the numbers an uninterrupted run would have had.
 """
 
 import math
+import os
 import platform
 import time
 
@@ -12,7 +13,7 @@ import jax
 
 from mobilellm_jax import (checkpointing, counting, distributed, flops, footprint, sharding,
                            target, train_step, tracking)
-from mobilellm_jax.configs import eval_task_names, validate, validate_platform
+from mobilellm_jax.configs import ConfigError, eval_task_names, validate, validate_platform
 from mobilellm_jax.data import (check_eval_split, load_tokenizer, make_eval_iterator,
                                 make_train_iterator)
 from mobilellm_jax.model import build_model
@@ -123,6 +124,8 @@ def train(config, workdir: str, devices=None, restart: bool = False) -> dict:
   `devices` (default: all) lets tests compare meshes inside one process. `restart` moves what
   the workdir holds to `previous-<time>/` and starts from step 0; without it a workdir whose
   progress cannot be restored stops the run (CheckpointError) rather than being overwritten."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f"the workdir {workdir} is a file; give a directory (created if missing)")
   hf_params = None
   if config.train.get("init_from_hf"):  # the model section comes from the directory
     from mobilellm_jax.hf import init_from_hf  # pylint: disable=import-outside-toplevel

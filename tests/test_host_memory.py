@@ -10,7 +10,8 @@ _FAULTS = """
 import resource, sys
 import jax.numpy as jnp
 if sys.argv[1] == "1":
-  import mobilellm_jax
+  from mobilellm_jax import runtime
+  runtime.prepare_process(kernels=False)
 f = lambda x: (x * 2.0).sum()
 x = jnp.ones((4096, 4096))
 f(x).block_until_ready()
@@ -50,7 +51,8 @@ def test_reused_buffers_do_not_fault_again():
 _KEPT = """
 import ctypes, sys
 if sys.argv[1] == "1":
-  import mobilellm_jax
+  from mobilellm_jax import runtime
+  runtime.prepare_process(kernels=False)
 def rss():
   return int(open("/proc/self/statm").read().split()[1]) * 4096
 libc = ctypes.CDLL("libc.so.6")

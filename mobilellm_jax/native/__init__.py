@@ -5,8 +5,10 @@ unwritten buffer for layer_scan.py's stacks (cpu_uninitialised.cc); cpu_common.h
 kernels share.
 
 The shared library is compiled once per (source, jaxlib, CPU) into ~/.cache/mobilellm_jax/native
-(MOBILELLM_NATIVE_CACHE overrides) and reused; a build takes ~20 s. Without a compiler, `load()`
-raises NativeBuildError, which says what failed; `build_error()` is the non-raising check.
+(MOBILELLM_NATIVE_CACHE overrides) and reused. The CLIs start the build when their process starts
+(`build_in_background`, from runtime.py); a trace that needs the kernels builds them on demand, or
+waits for the build under way. Without a compiler, `load()` raises NativeBuildError, which says
+what failed; `build_error()` is the non-raising check.
 """
 
 import ctypes
@@ -17,6 +19,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 
 import jax
 import jaxlib
@@ -41,6 +44,10 @@ TARGETS = {"mobilellm_attention_fwd": "MobilellmAttentionForward",
 
 class NativeBuildError(RuntimeError):
   pass
+
+
+# One build at a time in a process: a trace that needs the library waits for a background build.
+_BUILD_LOCK = threading.Lock()
 
 
 def _cpu_signature() -> str:
@@ -84,12 +91,33 @@ def _build(path: str, sources=None) -> None:
   os.replace(tmp, path)
 
 
+def build() -> str:
+  """Compiles the library unless it is there already; returns its path."""
+  path = _library_path()
+  with _BUILD_LOCK:
+    if not os.path.exists(path):
+      _build(path)
+  return path
+
+
+def build_in_background() -> threading.Thread:
+  """Starts `build()` in a thread (the process waits for it at exit, so no half-built temporary
+  is left behind). A failure is not raised here: the first trace that needs the kernels reports
+  it, or falls back to the plain formulas (`build_error`)."""
+  def quietly():
+    try:
+      build()
+    except (NativeBuildError, OSError):
+      pass
+  thread = threading.Thread(target=quietly, name="mobilellm-native-build")
+  thread.start()
+  return thread
+
+
 @functools.cache
 def load() -> str:
   """Builds (if needed) and registers the kernels with XLA:CPU; returns the library path."""
-  path = _library_path()
-  if not os.path.exists(path):
-    _build(path)
+  path = build()
   try:
     library = ctypes.cdll.LoadLibrary(path)
   except OSError as e:
