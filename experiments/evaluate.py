@@ -15,6 +15,7 @@ import sys
 from mobilellm_jax import runtime
 from mobilellm_jax.checkpointing import CheckpointError
 from mobilellm_jax.data import DataError, load_tokenizer
+from mobilellm_jax.tracking import write_json
 
 
 def main(argv=None) -> int:
@@ -39,15 +40,13 @@ def main(argv=None) -> int:
   except (CheckpointError, DataError, ValueError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
-  with open(os.path.join(args.workdir, "eval.json"), "w") as f:
-    json.dump(result, f, indent=2)
+  write_json(os.path.join(args.workdir, "eval.json"), result)
   summary_path = os.path.join(args.workdir, "summary.json")
   if result["zeroshot"] and os.path.exists(summary_path):
     with open(summary_path) as f:
       summary = json.load(f)
     summary["zeroshot"] = result["zeroshot"]
-    with open(summary_path, "w") as f:
-      json.dump(summary, f, indent=2)
+    write_json(summary_path, summary)  # atomic: the run's summary is never left half-written
   print(json.dumps(result, indent=1))
   return 0
 

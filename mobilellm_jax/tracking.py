@@ -25,7 +25,7 @@ def run_name(config) -> str:
           f"-s{config.train.seed}")
 
 
-def _write_json(path: str, value) -> None:
+def write_json(path: str, value) -> None:
   """Atomic: a crash mid-write never leaves a truncated file behind."""
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
@@ -44,7 +44,7 @@ class Tracker:
     if not active:
       return
     os.makedirs(workdir, exist_ok=True)
-    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    write_json(os.path.join(workdir, "config.json"), config.to_dict())
     self._metrics_path = os.path.join(workdir, "metrics.jsonl")
     self._drop_lines_after(start_step)  # a resumed run rewrites the steps after its checkpoint
     if config.tracking.wandb_mode != "disabled":
@@ -101,7 +101,7 @@ class Tracker:
   def finish(self, summary: dict) -> None:
     if not self.active:
       return
-    _write_json(os.path.join(self.workdir, "summary.json"), summary)
+    write_json(os.path.join(self.workdir, "summary.json"), summary)
     if self._bar is not None:
       self._bar.close()
     if self._wandb is not None:

@@ -1,6 +1,7 @@
 """Process set-up belongs to the CLIs: importing the package changes nothing in the process; the
 platform default reads the host's device files; a bad --config ends in one error line."""
 
+import json
 import os
 import subprocess
 import sys
@@ -74,3 +75,17 @@ def test_a_workdir_that_is_a_file_is_refused_before_anything_is_written(tmp_path
   with pytest.raises(ConfigError, match="is a file"):
     train(get_config("smoke"), str(path))
   assert path.read_text() == "keep me"
+
+
+def test_json_written_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
+  from mobilellm_jax.tracking import write_json  # pylint: disable=import-outside-toplevel
+  path = tmp_path / "summary.json"
+  write_json(str(path), {"val_loss": 4.5})
+
+  class Unwritable:  # json.dump has written part of the file when it reaches this
+    def __str__(self):
+      raise RuntimeError("disk full")
+
+  with pytest.raises(RuntimeError, match="disk full"):
+    write_json(str(path), {"val_loss": 4.4, "zeroshot": Unwritable()})
+  assert json.loads(path.read_text()) == {"val_loss": 4.5}
