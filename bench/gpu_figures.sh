@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The issue-8 GPU figures in one run, for a session that is lent the device machine (15 minutes
-# of device time in all, so one prepared command):
+# The GPU training figures in one command: MobileLLM-350M at sequence 2048 against PyTorch at
+# batch 16 and 8, then the same step with its layers unrolled (bench/train_throughput.py).
 #
-#   bash bench/gpu_figures.sh "$OUT"          # on the device machine; ~6 min on an H200
+#   bash bench/gpu_figures.sh OUTDIR          # on a GPU machine; a few minutes
 #
-# The device image has jax (CUDA), flax, torch and transformers, but not ml_collections: put its
-# wheel in .whl/ (ignored by git; `pip download ml_collections --no-deps -d .whl`) and name .whl
-# in the run's `carry`. Each figure goes to OUTDIR as text and as JSON lines (results.jsonl).
-# SIZES and BATCHES override what is timed (e.g. SIZES=cpu BATCHES=16 to try the script here).
+# Needs jax (CUDA), flax, torch and transformers. On a machine without ml_collections and
+# without network access, put its wheel in .whl/ first (ignored by git; `pip download
+# ml_collections --no-deps -d .whl`); the script installs it from there. Each figure goes to
+# OUTDIR as text and as JSON lines (results.jsonl). SIZES and BATCHES override what is timed
+# (e.g. SIZES=cpu BATCHES=16 to try the script on a CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: bash bench/gpu_figures.sh OUTDIR}
@@ -21,7 +22,7 @@ fi
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true) | tee "$out/device.txt"
 sizes=${SIZES:-350m-2k}
 batches=${BATCHES:-16 8}
-for batch in $batches; do  # 350M x 16 is the issue's target; x 8 fits PyTorch beside ours
+for batch in $batches; do  # x 16 fits ours alone; x 8 also fits PyTorch beside ours
   python bench/train_throughput.py --sizes "$sizes" --batch "$batch" --steps 5 --rounds 2 \
     --json "$out/results.jsonl" 2>&1 | tee -a "$out/train_throughput.txt"
 done

@@ -48,10 +48,10 @@ SIZES = {  # name -> (preset, model overrides, batch, seq)
 
 
 # Untimed alternating rounds after the first (compiling) step of each. The first steps grow the
-# heap to the size where it stays (host_memory.py): at 125M, one or two more steps page-fault
-# 1.4 GB in once each, and once more when the other framework's steps first run between ours in
-# the same heap. A start-up cost like the compile, not the steady state of a training run
-# (bench/README.md, session 11).
+# heap to the size where it stays (host_memory.py): at 125M a step or two more page-fault their
+# temporaries in once each, and once more when the other framework's steps first run between
+# ours in the same heap. A start-up cost like the compile, not the steady state of a training
+# run.
 WARMUP_ROUNDS = 2
 
 

@@ -1,11 +1,11 @@
 """JAX's persistent compilation cache for the command-line entry points.
 
 A resumed run, a relaunched sweep or `experiments/evaluate.py` compiles the same programs again;
-with the cache they are read back instead: MobileLLM-125M's loss and gradient took 12.3 s to
-compile and 0.3 s to load (bench/README.md, session 12). Programs that compile in under a second
-are not kept (JAX's default threshold). XLA:CPU executables are machine code for the CPU
-that compiled them and JAX's cache key does not name the CPU, so the default directory is one
-per CPU model and feature set (a home directory shared by a cluster's nodes stays safe).
+with the cache they are read back instead, which takes a small fraction of the compile time (run
+a command twice with JAX_LOG_COMPILES=1 to see it; docs/performance.md). Programs that compile in
+under a second are not kept (JAX's default threshold). XLA:CPU executables are machine code for
+the CPU that compiled them and JAX's cache key does not name the CPU, so the default directory is
+one per CPU model and feature set (a home directory shared by a cluster's nodes stays safe).
 
 MOBILELLM_JAX_COMPILE_CACHE picks the directory; empty, "0" or "off" turns the cache off. A cache
 set through JAX's own JAX_COMPILATION_CACHE_DIR is left as it is.

@@ -22,9 +22,9 @@ def weight_grad(x_TxI, dout_TxO):
 
 def wide_weight_grad(x_TxI, dout_TxO):
   """x^T dout, [I, O], for a narrow x and a wide dout (the head: I = dim, O = vocab). XLA:CPU
-  runs a matmul with a transposed operand on a slower path (about 60 vs 100 GFLOP/s at
-  [1024 x 128]^T x [1024 x 4096]); transposing the narrow operand first (a small copy, kept by
-  the barrier from being folded back into the matmul) gives it the fast one."""
+  runs a matmul with a transposed operand on a slower path; transposing the narrow operand first
+  (a small copy, kept by the barrier from being folded back into the matmul) gives it the fast
+  one. Each matmul's rate at its shape: bench/matmul_floor.py --verbose."""
   if target.platform() != "cpu":
     return weight_grad(x_TxI, dout_TxO)
   return jax.lax.optimization_barrier(x_TxI.T) @ dout_TxO

@@ -3,10 +3,12 @@ unwritten.
 
 jax.lax.scan differentiates a loop over layers by stacking every value the backward pass needs
 ([layers, ...] per value), and it zero-fills each stack before the forward loop writes every
-slot of it. At the 24-layer CPU benchmark that fill is ~430 MB of writes per step, ~4% of the
-step's op time. `scan_layers` runs the same loop with a hand-written VJP: the forward loop runs
-each layer under jax.vjp and writes the pullback's saved values into stacks that a native call
-hands over unwritten; the backward loop reads each layer's values back and calls its pullback.
+slot of it: a pass of writes over memory that the loop overwrites anyway (XLA:CPU has no
+uninitialised allocation; the fills show as broadcast ops in a `--profile` of
+bench/train_throughput.py). `scan_layers` runs the same loop with a hand-written VJP: the
+forward loop runs each layer under jax.vjp and writes the pullback's saved values into stacks
+that a native call hands over unwritten; the backward loop reads each layer's values back and
+calls its pullback.
 Saved values that are the layer's own parameters or the shared constants are not stacked: the
 backward loop takes them from its inputs.
 

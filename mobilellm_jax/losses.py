@@ -32,9 +32,9 @@ def chunk_length(batch: int, length: int, vocab: int, chunk_logits: int | None =
   With the model width `dim`, a chunk may also grow to about `dim` tokens (batch * chunk): every
   chunk adds its [D, V] head gradient into the running sum, three passes over D x V floats, so
   chunks much narrower than D move more memory on that sum than on their own logits. At
-  MobileLLM-125M on CPU (vocab 32000, dim 576, 2 x 512 tokens) 512-token chunks instead of 128
-  cut the loss's forward + backward from 1.31 to 1.11 s (bench/README.md); at the cpu preset
-  (dim 128) nothing changes."""
+  MobileLLM-125M on CPU (vocab 32000, dim 576, 2 x 512 tokens) chunks grow from 128 to 512
+  tokens; at the cpu preset (dim 128) nothing changes. Measured by bench/train_throughput.py
+  --sizes 125m."""
   if chunk_logits is None:
     chunk_logits = CHUNK_LOGITS if target.platform() == "cpu" else ACCELERATOR_CHUNK_LOGITS
   bound = max(1, chunk_logits // max(batch * vocab, 1), -(-dim // max(batch, 1)))

@@ -30,10 +30,10 @@ def global_norm(tree) -> jax.Array:
   """sqrt(sum of squares of every element of every leaf), like optax.tree.norm.
 
   On CPU each leaf's sum of squares is a dot product of the leaf with itself over all its axes:
-  XLA:CPU lowers `sum(x * x)` of a [30, 576, 1536] leaf as a full-size x * x written out and then
-  a reduce-window over it, 53 ms; the dot lowers to a pass over the flat buffer, 26 ms
-  (bench/README.md, session 11). Under sharding a dot over all axes is a local dot and an
-  all-reduce, like the sum."""
+  XLA:CPU lowers `sum(x * x)` of a large leaf as a full-size x * x written out and then a
+  reduce-window over it, while the dot lowers to one pass over the flat buffer (visible in a
+  `--profile` of bench/train_throughput.py --sizes 125m). Under sharding a dot over all axes is
+  a local dot and an all-reduce, like the sum."""
   if target.platform() != "cpu":
     return optax.tree.norm(tree)
   squares = [jax.lax.dot_general(x, x, ((tuple(range(x.ndim)),) * 2, ((), ())),
@@ -46,9 +46,10 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
 
   optax's version divides each element by the norm under a select; XLA:CPU then writes a clipped
   copy of every gradient, because both of Adam's moments read it. A multiply by one scalar fuses
-  into each reader instead: the whole optimizer update at MobileLLM-125M's shapes ran in 272 vs
-  377 ms (bench/README.md). Unclipped gradients pass through exactly (the factor is 1.0); clipped
-  ones differ from optax's by rounding only. Same state (none)."""
+  into each reader instead, saving a read and a write of every gradient per step (most visible at
+  MobileLLM-125M's shapes, bench/train_throughput.py --sizes 125m). Unclipped gradients pass
+  through exactly (the factor is 1.0); clipped ones differ from optax's by rounding only. Same
+  state (none)."""
   def update(updates, state, params=None):
     del params
     factor = jnp.minimum(1.0, max_norm / global_norm(updates))

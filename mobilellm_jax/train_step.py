@@ -24,8 +24,8 @@ def compiler_options(platform: str | None = None) -> dict | None:
 
   On CPU, YNNPACK (XLA:CPU's matmul library) keeps the matmuls but not the reductions: the
   pinned jaxlib also hands it row reductions (RMSNorm's mean of squares, its gradient's sums),
-  which ran about 2x slower than XLA's own loops inside the scan over layers (bench/README.md,
-  session 9). None elsewhere."""
+  which run slower there than in XLA's own loops inside the scan over layers (measured by a
+  `--profile` of bench/train_throughput.py; docs/performance.md). None elsewhere."""
   if (platform or target.platform()) != "cpu":
     return None
   return {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}

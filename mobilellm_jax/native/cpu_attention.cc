@@ -1,7 +1,8 @@
 // Fused causal grouped-query attention for XLA:CPU (float32), called through the XLA FFI.
 //
 // Why: XLA:CPU runs attention as separate batched matmuls and element-wise passes, each writing
-// its [queries, keys] intermediate to memory; with head_dim 32 those matmuls reach ~30 GFLOP/s.
+// its [queries, keys] intermediate to memory, and its small batched matmuls (head_dim 32-64) run
+// far below its matmul peak (bench/attention_kernel.py times this kernel per shape).
 // Here each (batch, kv head) pair is one work item that gathers its keys and values once and
 // keeps its intermediates in cache; work items are spread over XLA's own intra-op thread pool.
 // Forward: blocks of 6 query rows get their scores against every key they see, one exact
@@ -62,7 +63,7 @@ inline void rope_row(const float* x, const Dims& d, int64_t b, int64_t pos, bool
 }
 
 // The rows an item reads and writes are strided (one head of each position), and the loops
-// over them were latency-bound: each asks for the row kPrefetchRows positions ahead.
+// over them are bound by memory latency: each asks for the row kPrefetchRows positions ahead.
 constexpr int64_t kPrefetchRows = 8;
 inline void prefetch_row(const float* p, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);  // one 64-byte line each
@@ -81,9 +82,8 @@ inline v8i visible_mask(int64_t t, int64_t limit) {
 //   acc[r][0:W] (+)= sum_{j < n} w[r * wr + j * wj] * x[j * x_stride + 0:W],  r < R,
 // W = 8V floats. R rows of w (scores, probabilities, score gradients, or query rows) against a
 // panel of x rows: each x load feeds R FMAs and each broadcast of w feeds V. R = 6, V = 2 keeps
-// 12 accumulators in registers, which hides the FMA latency; the earlier blocking (2 rows x 4
-// vectors, 8 accumulators) ran at 65-90% of this one's rate in a standalone loop on this
-// project's CPU (bench/README.md, session 9).
+// 12 accumulators in registers, enough independent FMA chains to hide the FMA latency (fewer
+// accumulators leave the FMA units waiting on their own results).
 constexpr int kBlockRows = 6;
 
 template <int R, int V>
@@ -151,7 +151,8 @@ inline void transpose8x8(const v8 r[8], v8 c[8]) {
 
 // Loads keys [k0, k0 + n) of kv head `kh` of batch b into a transposed [E][kTile] tile (zero
 // padded) and, if `rows` is given, also as rows [kTile][E]; rotated by RoPE when `rotate`.
-// The transpose goes 8 x 8 blocks at a time: element by element it was ~10% of the kernel.
+// The transpose goes 8 x 8 blocks at a time, in registers: element by element it would be a
+// scalar load and store per float.
 void load_tile(const float* x, const Dims& d, int64_t b, int64_t kh, int64_t k0, int64_t n,
                bool rotate, float* tileT, float* rows) {
   const int64_t E = d.E;
