@@ -7,8 +7,8 @@ revision built beside it, alternating in one process.
 
 A shape is batch,length,heads,kv_heads,head_dim: the defaults are the cpu preset, deep24 and
 MobileLLM-125M as bench/train_throughput.py runs them. Each round times `--calls` kernel calls
-inside one jitted loop (as in a training step: no Python dispatch between calls, which added
-~2 ms per call when each call was timed from Python); the best round is kept. GFLOP/s counts
+inside one jitted loop (as in a training step: no Python dispatch between calls, which would
+dominate a call this small); the best round is kept. GFLOP/s counts
 the causal half of the score and value matmuls (forward 2 of them, backward 5). With
 --baseline, that revision's mobilellm_jax/native sources are compiled into a temporary library
 and registered under other FFI names; both kernels then run the same inputs in alternating

@@ -8,8 +8,7 @@ A trace directory holds the trace (*.xplane.pb, anywhere below it) and, when wri
 train_throughput.py, the step's optimized HLO (hlo.txt) and the number of traced steps
 (steps.txt). It reads events that carry `hlo_op` / `hlo_module` stats: XLA:CPU's thunks
 (control-flow thunks such as `while`, which contain others, are left out so nothing is counted
-twice). A GPU trace (jax 0.11.2, H200, 2026-11-28) had no such events: this script then lists
-what the trace does hold, and does not yet read GPU traces.
+twice). GPU traces carry no such events: for one, this script lists what the trace does hold.
 """
 
 import argparse

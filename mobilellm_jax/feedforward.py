@@ -3,8 +3,8 @@
 Autodiff of `down(silu(x @ gate) * (x @ up))` makes XLA:CPU transpose the [tokens, ffn] activation
 gradients before each weight-gradient matmul and re-fuse the SiLU chain into every consumer. This
 custom VJP computes each gradient once, with the weight gradients as in-place 2-D matmuls
-(dense.py): about 1.5x faster forward + backward at the cpu preset (bench/README.md). Same numbers
-as autodiff (tests/test_kernels.py).
+(dense.py), measured against autodiff by bench/train_throughput.py. Same numbers as autodiff
+(tests/test_kernels.py).
 
 The model runs the (fwd, bwd) pairs below through norm.rms_norm_into, with the block's norm fused
 in front; `swiglu` and `relu_mlp` are the same pairs as standalone custom-VJP functions.

@@ -2,16 +2,14 @@
 
 XLA:CPU allocates each step's activations and temporaries with malloc. By default glibc serves
 large blocks with fresh mmap()s and per-thread arenas that hand memory back when freed, so every
-training step page-faults its ~340 MB of buffers in again: measured 85k minor faults and 0.30 s of
-system time per step at the cpu preset (bench/README.md). With one arena, no mmap() blocks and no
-trimming, freed blocks are reused: 14k faults and 0.05 s. The cost is that the process keeps its
-peak heap until it exits, which is what a training process does anyway.
+training step page-faults its buffers in again and spends system time on it. With one arena, no
+mmap() blocks and no trimming, freed blocks are reused (tests/test_host_memory.py counts the
+faults with and without). The cost is that the process keeps
+its peak heap until it exits, which is what a training process does anyway.
 
 No trimming means M_TRIM_THRESHOLD = -1 (never). The largest positive value, 2**31 - 1, still
-handed a free heap top above 2 GB back to the OS: at MobileLLM-125M (1.4 GB of temporaries per
-step) the heap grew, was trimmed and was faulted in again every few steps, ~345k faults and 1-4 s
-of system time each time (6 such steps in 20; with -1, 3 in the first 4 steps, then none;
-bench/README.md).
+hands a free heap top above 2 GB back to the OS, so at MobileLLM-125M sizes the heap would grow,
+be trimmed and be faulted in again every few steps.
 
 This must run before XLA starts its threads, so the command-line entry points call it first
 (runtime.prepare_process); importing the package leaves malloc alone. Set

@@ -12,7 +12,7 @@ from mobilellm_jax import counting, flops, footprint, runtime, sweeps
 from mobilellm_jax.tracking import run_name
 
 # Throughput assumed for time estimates (labelled as such wherever printed).
-ASSUMED_CPU_MFU = 0.30  # the train step measured 34-39% at the cpu-preset sizes (bench/README.md)
+ASSUMED_CPU_MFU = 0.30  # a little under what bench/train_throughput.py measures at cpu-preset sizes
 ASSUMED_ACCELERATOR = ("A100", 312e12, 0.40)  # name, bf16 peak FLOP/s, MFU
 
 

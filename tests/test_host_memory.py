@@ -69,7 +69,7 @@ print(rss() - before)
 
 def test_freed_memory_above_2gb_stays_in_the_process():
   # A trim threshold of 2**31 - 1 still handed a free heap top above 2 GB back to the OS: at
-  # MobileLLM-125M that refaulted 1.4 GB every few steps (bench/README.md, session 11). Untuned,
+  # MobileLLM-125M sizes that refaults the heap every few steps. Untuned,
   # a block this size is an mmap() that free() unmaps.
   assert _run(_KEPT, False) < 16 << 20
   assert _run(_KEPT, True) >= 48 << 20

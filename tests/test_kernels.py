@@ -329,7 +329,8 @@ def test_wide_weight_grad_matches_weight_grad():
 
 def test_step_compiler_options_keep_matmuls_in_ynnpack_and_take_reductions_out():
   """train_step.compiler_options() (the trainer's jit) leaves XLA:CPU's matmuls to YNNPACK, its
-  fast path, and runs reductions as XLA's own loops (YNNPACK's were ~2x slower in the scan)."""
+  fast path, and runs reductions as XLA's own loops (YNNPACK's are slower in the scan:
+  docs/performance.md)."""
   from mobilellm_jax import train_step
   x, w = _random((512, 96), 0), _random((96, 96), 1)
   text = jax.jit(lambda x, w: (jnp.sum(x * x, axis=-1), x @ w),

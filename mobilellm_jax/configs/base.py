@@ -34,8 +34,8 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
   m.param_dtype = "float32"  # Storage dtype of the parameters: 'float32' | 'bfloat16'.
   m.compute_dtype = "float32"  # Matmul/activation dtype: 'float32' | 'bfloat16' (norms, softmax and loss stay f32).
   m.scan_layers = True  # Scan over unique blocks (compile time flat in depth); False unrolls (same numbers).
-  m.unroll_max_depth = 12  # With scan_layers, stacks of at most this many effective layers are unrolled anyway (faster, README); 0 = always scan.
-  m.attention = "auto"  # 'auto' (CPU: fused_cpu, GPU: cudnn, where they run) | 'fused_cpu' | 'blocked' | 'xla' | 'cudnn' (attention.py).
+  m.unroll_max_depth = 12  # With scan_layers, stacks of at most this many effective layers are unrolled anyway (faster, docs/performance.md); 0 = always scan.
+  m.attention = "auto"  # 'auto' (CPU: fused_cpu, GPU: cudnn, TPU: pallas_tpu, where they run) | 'fused_cpu' | 'blocked' | 'xla' | 'cudnn' | 'pallas_tpu' (attention.py).
   m.attention_block = 64  # 'blocked': query positions per block (each block skips the keys after it).
   m.remat = "none"  # Rematerialise each block in the backward pass: 'none' | 'full' | 'dots' (save matmuls).
 
