@@ -426,3 +426,23 @@ def test_recipe_fairness_names_the_best_recipe_per_depth_and_a_recipe_that_picks
   assert "fan_in_depth init at LR 0.003: 8 layers (of 2)" in winners
   assert winners.endswith("the recipe changes which depth wins, so it decides the depth-vs-width "
                           "verdict")
+
+
+def test_best_depth_law_recovers_a_known_optimum_trend():
+  # Loss is a parabola in log2(depth) whose vertex sits at depth 4 * (tokens/param)^0.5.
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import pandas as pd  # pylint: disable=import-outside-toplevel
+  params, rows = 2_000_000, []
+  for tpp in (0.25, 0.5, 1.0, 2.0):
+    best = np.log2(4 * tpp ** 0.5)
+    for layers, dim in ((2, 224), (4, 160), (8, 128), (16, 96), (32, 64)):
+      rows.append(dict(tokens_seen=tpp * params, params=params, num_layers=layers, dim=dim,
+                       val_loss_mean=5 - tpp + 0.05 * (np.log2(layers) - best) ** 2))
+  agg = pd.DataFrame(rows)
+  points = verdicts.interpolated_best_depths(agg)
+  assert [round(d, 6) for _, d, _ in points] == [round(4 * t ** 0.5, 6) for t, _, _ in points]
+  text = verdicts.best_depth_law(agg)
+  assert "best depth ~ (tokens/param)^0.50 [0.50, 0.50]" in text
+  # 4 * 2000^0.5 = 179 layers at the paper's tokens per parameter.
+  assert "2,000 tokens/param at this size: 179 layers" in text
+  assert verdicts.best_depth_law(agg[agg["tokens_seen"] <= params * 0.5]) is None

@@ -322,7 +322,74 @@ def depth_vs_tokens(runs: pd.DataFrame) -> list[Verdict]:
              else ("grows" if change > 0 else "shrinks"))
     out.append(Verdict("deepest minus shallowest loss advantage by budget: " + ", ".join(
         f"{a:+.3f} nats at {t}" for t, a in advantages) + f": it {trend} with tokens", "note"))
+  law = best_depth_law(agg)
+  if law is not None:
+    out.append(Verdict(law, "note"))
   return out + scaling(fits.fit_families(runs, "train_flops"))
+
+
+PAPER_TOKENS_PER_PARAM = 2_000  # 0.25T tokens at 125M
+PAPER_BEST_125M = (30, 512)  # layers, dim of the paper's best 125M shape
+
+
+def interpolated_best_depths(agg: pd.DataFrame) -> list[tuple[float, float, float]]:
+  """(tokens per parameter, best depth, its dim / layers) per token budget: the vertex of a
+  parabola in log2(depth) through the best grid depth and its two neighbours (the best grid depth
+  itself where the three do not curve upwards), its width interpolated on the grid in log2 depth."""
+  points = []
+  for budget, part in agg.groupby("tokens_seen", sort=True):
+    part = part.sort_values("num_layers")
+    if part["num_layers"].nunique() < 3:
+      continue
+    x = np.log2(part["num_layers"].to_numpy(float))
+    y = part["val_loss_mean"].to_numpy(float)
+    i = int(np.clip(np.argmin(y), 1, len(x) - 2))  # the best and its neighbours (or the edge's 3)
+    a, b, _ = np.polyfit(x[i - 1:i + 2], y[i - 1:i + 2], 2)
+    vertex = -b / (2 * a) if a > 0 else x[np.argmin(y)]
+    vertex = float(np.clip(vertex, x[0], x[-1]))
+    dim = float(2 ** np.interp(vertex, x, np.log2(part["dim"].to_numpy(float))))
+    points.append((float(budget / part["params"].mean()), 2 ** vertex, dim / 2 ** vertex))
+  return points
+
+
+def _loglog_fit(xs, ys, at: float):
+  """Slope of log y on log x with its 95% interval, and y at `at` with the 95% interval of the
+  fitted mean there (Student t, n - 2 degrees of freedom)."""
+  from scipy import stats as scipy_stats  # pylint: disable=import-outside-toplevel
+  lx, ly = np.log(xs), np.log(ys)
+  n = len(lx)
+  slope, intercept = np.polyfit(lx, ly, 1)
+  residual = ly - (intercept + slope * lx)
+  s = math.sqrt(float(residual @ residual) / (n - 2))
+  sxx = float(((lx - lx.mean()) ** 2).sum())
+  t = float(scipy_stats.t.ppf(0.975, n - 2))
+  half_slope = t * s / math.sqrt(sxx)
+  x0 = math.log(at)
+  half_at = t * s * math.sqrt(1 / n + (x0 - lx.mean()) ** 2 / sxx)
+  centre = intercept + slope * x0
+  return (slope, slope - half_slope, slope + half_slope,
+          math.exp(centre), math.exp(centre - half_at), math.exp(centre + half_at))
+
+
+def best_depth_law(agg: pd.DataFrame) -> str | None:
+  """The interpolated best depth (and aspect ratio) against tokens per parameter, a power law
+  fitted through them with its interval, and where it points at the paper's tokens per parameter;
+  None with fewer than three budgets."""
+  points = interpolated_best_depths(agg)
+  if len(points) < 3:
+    return None
+  tpp, depth, aspect = (np.array(column) for column in zip(*points))
+  d_slope, d_lo, d_hi, d_at, d_at_lo, d_at_hi = _loglog_fit(tpp, depth, PAPER_TOKENS_PER_PARAM)
+  a_slope, a_lo, a_hi, a_at, a_at_lo, a_at_hi = _loglog_fit(tpp, aspect, PAPER_TOKENS_PER_PARAM)
+  layers, dim = PAPER_BEST_125M
+  listed = ", ".join(f"{d:.1f} layers (dim/layers {a:.0f}) at {t:.2g}" for t, d, a in points)
+  return (f"interpolated best depth by tokens/param: {listed}; best depth ~ (tokens/param)^"
+          f"{d_slope:.2f} [{d_lo:.2f}, {d_hi:.2f}], dim/layers ~ (tokens/param)^{a_slope:.2f} "
+          f"[{a_lo:.2f}, {a_hi:.2f}] (95%, {len(points)} budgets); extrapolated to the paper's "
+          f"{PAPER_TOKENS_PER_PARAM:,} tokens/param at this size: {d_at:.0f} layers "
+          f"[{d_at_lo:.0f}, {d_at_hi:.0f}], dim/layers {a_at:.0f} [{a_at_lo:.0f}, {a_at_hi:.0f}] "
+          f"(the paper's best 125M shape: {layers} layers, dim/layers {dim / layers:.0f}; "
+          "an extrapolation over three decades, not a measurement)")
 
 
 def scaling(fitted: pd.DataFrame) -> list[Verdict]:
