@@ -7,7 +7,8 @@ HEADLINE = "num_layers"
 NOTE = ("cpu: 4 depths x 3 seeds x 1M tokens at 2M params (0.5 tokens/param) on the embedded "
         "corpus, the cpu recipe. The budget comes from depth_vs_tokens: from 0.5M to 4M tokens the "
         "best depth stays at 4 and its lead over 2 layers grows from 0.10 to 0.21 nats, while a run "
-        "still fits the ~30-minute main job. The paper trains ~2,000 tokens/param.")
+        "still fits the ~30-minute main job (measured 32 min on 2 cores shared with other jobs). "
+        "The paper trains ~2,000 tokens/param.")
 
 # The paper's grids (layers -> dim), ~125M and ~350M, head_dim 64, multi-head, SwiGLU 8/3.
 PAPER_GRIDS = {124_635_456: {4: 1280, 12: 768, 18: 640, 24: 576, 30: 512, 42: 448, 62: 384},
