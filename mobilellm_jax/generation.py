@@ -75,10 +75,14 @@ def decode_weights(params: dict, args: ModelArgs) -> dict:
 
 
 def init_cache(spec: DecodeSpec, batch: int, length: int) -> list[dict]:
-  """Zeroed keys and values [B, S, K, E] for each of the schedule's T executions."""
-  shape = (batch, length, spec.num_kv_heads, spec.head_dim)
+  """Zeroed keys [B*K, E, S] and values [B*K, S, E] (row b's kv head k at b*K + k) for each of
+  the schedule's T executions. These are the layouts the two attention products read as they
+  lie (q @ k, p @ v), so a step does not transpose (copy) a cache; and no dimension is 1 at
+  batch 1, which XLA:CPU drops, copying the cache around each write."""
   dt = jnp.dtype(spec.compute_dtype)
-  return [dict(k=jnp.zeros(shape, dt), v=jnp.zeros(shape, dt)) for _ in spec.schedule]
+  rows, E = batch * spec.num_kv_heads, spec.head_dim
+  return [dict(k=jnp.zeros((rows, E, length), dt), v=jnp.zeros((rows, length, E), dt))
+          for _ in spec.schedule]
 
 
 def _rms_norm(x_BxLxD, scale_D, eps):
@@ -87,29 +91,44 @@ def _rms_norm(x_BxLxD, scale_D, eps):
   return (normed * scale_D.astype(jnp.float32)).astype(x_BxLxD.dtype)
 
 
+def _write(cache, new, start_R, axis: int):
+  """The cache [R, ...] with row r's L new entries (new [R, ..., L, ...]) written along `axis`
+  at positions start_R[r] + 0..L-1. A per-row update, vmapped: one scatter whose rows are a
+  batch dimension, so a cache sharded over rows is written where it lies (with explicit row
+  indices the partitioner all-gathers the indices)."""
+  def row(cache_row, new_row, start):
+    corner = [0] * cache_row.ndim
+    corner[axis - 1] = start
+    return jax.lax.dynamic_update_slice(cache_row, new_row.astype(cache_row.dtype), corner)
+  return jax.vmap(row)(cache, new, start_R)
+
+
 def _block(spec: DecodeSpec, w, x_BxLxD, cache, positions_BxL, sin, cos):
-  """One execution of a block on L new tokens: writes their keys/values at their positions,
-  attends over the cache up to each query's position."""
+  """One execution of a block on L new tokens (row b's at consecutive positions from
+  positions_BxL[b, 0]): writes their keys and values into the cache, then attends over it,
+  each query seeing the positions up to its own."""
   B, L, _ = x_BxLxD.shape
   H, K, E = spec.num_heads, spec.num_kv_heads, spec.head_dim
+  G, S = H // K, cache["k"].shape[-1]
   qkv_BxLxM = _rms_norm(x_BxLxD, w["attn_norm_D"], spec.norm_eps) @ w["wqkv_DxM"]
   q_BxLxHxE = apply_rope(qkv_BxLxM[..., :H * E].reshape(B, L, H, E), sin, cos)
   k_BxLxKxE = apply_rope(qkv_BxLxM[..., H * E:(H + K) * E].reshape(B, L, K, E), sin, cos)
   v_BxLxKxE = qkv_BxLxM[..., (H + K) * E:].reshape(B, L, K, E)
-  # Row b's L tokens sit at consecutive positions from positions_BxL[b, 0]; a per-row update
-  # (vmapped) keeps the batch dimension a batch dimension, so a sharded batch stays local.
-  write = jax.vmap(lambda c_SxKxE, new_LxKxE, start: jax.lax.dynamic_update_slice(
-      c_SxKxE, new_LxKxE.astype(c_SxKxE.dtype), (start, 0, 0)))
-  cache = dict(k=write(cache["k"], k_BxLxKxE, positions_BxL[:, 0]),
-               v=write(cache["v"], v_BxLxKxE, positions_BxL[:, 0]))
-  S = cache["k"].shape[1]
-  q_BxLxKxGxE = q_BxLxHxE.reshape(B, L, K, H // K, E)
-  s_BxKxGxLxS = jnp.einsum("blkge,bske->bkgls", q_BxLxKxGxE, cache["k"],
-                           preferred_element_type=jnp.float32) * E ** -0.5
+  start_R = jnp.repeat(positions_BxL[:, 0], K)  # R = B*K cache rows
+  cache = dict(k=_write(cache["k"], k_BxLxKxE.transpose(0, 2, 3, 1).reshape(B * K, E, L),
+                        start_R, axis=2),
+               v=_write(cache["v"], v_BxLxKxE.transpose(0, 2, 1, 3).reshape(B * K, L, E),
+                        start_R, axis=1))
+  q_RxGLxE = q_BxLxHxE.reshape(B, L, K, G, E).transpose(0, 2, 3, 1, 4).reshape(B * K, G * L, E)
+  s_RxGLxS = jnp.einsum("rqe,res->rqs", q_RxGLxE, cache["k"],
+                        preferred_element_type=jnp.float32) * E ** -0.5
   visible_BxLxS = jnp.arange(S)[None, None, :] <= positions_BxL[:, :, None]
-  s_BxKxGxLxS = jnp.where(visible_BxLxS[:, None, None], s_BxKxGxLxS, -jnp.inf)
-  p_BxKxGxLxS = jax.nn.softmax(s_BxKxGxLxS, axis=-1).astype(x_BxLxD.dtype)
-  out_BxLxM = jnp.einsum("bkgls,bske->blkge", p_BxKxGxLxS, cache["v"]).reshape(B, L, H * E)
+  visible_RxGLxS = jnp.broadcast_to(visible_BxLxS[:, None, None], (B, K, G, L, S)).reshape(
+      B * K, G * L, S)
+  s_RxGLxS = jnp.where(visible_RxGLxS, s_RxGLxS, -jnp.inf)
+  p_RxGLxS = jax.nn.softmax(s_RxGLxS, axis=-1).astype(x_BxLxD.dtype)
+  out_RxGLxE = jnp.einsum("rqs,rse->rqe", p_RxGLxS, cache["v"])
+  out_BxLxM = out_RxGLxE.reshape(B, K, G, L, E).transpose(0, 3, 1, 2, 4).reshape(B, L, H * E)
   x_BxLxD = x_BxLxD + out_BxLxM @ w["wo_MxD"]
   h_BxLxF2 = _rms_norm(x_BxLxD, w["ffn_norm_D"], spec.norm_eps) @ w["w_in_DxF2"]
   if spec.gated:
@@ -177,7 +196,7 @@ def generate_tokens(weights, prompts_BxP, lengths_B, key, *, spec: DecodeSpec, m
   B, P = prompts_BxP.shape
   logits_BxV, caches = prefill(weights, spec, prompts_BxP, lengths_B, P + max_new_tokens)
   if batch_sharding is not None:
-    cache_spec = jax.sharding.PartitionSpec(*batch_sharding.spec, None, None, None)
+    cache_spec = jax.sharding.PartitionSpec(*batch_sharding.spec, None, None)
     caches = jax.lax.with_sharding_constraint(
         caches, jax.sharding.NamedSharding(batch_sharding.mesh, cache_spec))
   key, first_key = jax.random.split(key)

@@ -120,3 +120,79 @@ def test_training_starts_from_an_imported_directory(run, tmp_path):
     assert np.abs(np.asarray(params[name]) - expected[name]).max() < 1e-6
   w_up = np.asarray(params["blocks"]["ffn"]["w_up_DxF"])
   assert np.abs(w_up - expected["blocks"]["ffn"]["w_up_DxF"]).max() < 1e-6
+
+
+@pytest.fixture(scope="module")
+def bf16_run(tmp_path_factory):
+  """A smoke run trained with bfloat16 parameters and bfloat16 compute, and its export."""
+  data_dir = tmp_path_factory.mktemp("data_bf16")
+  build_tiny_corpus(data_dir)
+  config = get_config("smoke")
+  config.data.data_dir = str(data_dir)
+  config.tracking.wandb_mode = "disabled"
+  config.model.update(param_dtype="bfloat16", compute_dtype="bfloat16")
+  config.train.num_steps = 30
+  config.optim.peak_lr = 1e-2
+  workdir = tmp_path_factory.mktemp("run_bf16")
+  train(config, str(workdir))
+  out = tmp_path_factory.mktemp("hf_bf16") / "export"
+  assert hf_main(["export", "--workdir", str(workdir), "--out", str(out)]) == 0
+  return workdir, out
+
+
+# Largest |logit - float32 logit| allowed in bfloat16 compute: bf16 keeps 8 significant bits, so
+# one rounding of a logit near 5 (this model's largest) moves it by up to 0.02; 0.1 leaves room
+# for the roundings that accumulate through the blocks and the head.
+BF16_LOGIT_TOLERANCE = 0.1
+
+
+def test_bfloat16_run_exports_and_transformers_agrees(bf16_run):
+  """A bfloat16 run exports bfloat16 safetensors that transformers loads as bfloat16 with our
+  parameters bit for bit. Greedy text is compared exactly with both sides computing in float32
+  on those bfloat16 weights, where they agree to ~1e-6. In bfloat16 compute the two sides round
+  differently (our norms and softmax run in float32, torch's in bfloat16; matmuls accumulate in
+  different orders), so a near-tie between two tokens can make exact greedy equality fail for
+  no fault of the export: there the test bounds each side's logits against the float32 logits
+  by BF16_LOGIT_TOLERANCE and requires the greedy token wherever the float32 top-2 margin
+  exceeds twice that bound (where no such rounding can flip it)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  from mobilellm_jax.hf import state_dict_from_params  # pylint: disable=import-outside-toplevel
+  from mobilellm_jax.model import build_model  # pylint: disable=import-outside-toplevel
+  workdir, out = bf16_run
+  run_config, _, params, _ = restore_for_eval(str(workdir))
+  assert {str(a.dtype) for a in jax.tree.leaves(params)} == {"bfloat16"}
+  args = ModelArgs.from_config(run_config.model)
+  hf_bf16 = transformers.AutoModelForCausalLM.from_pretrained(str(out), dtype="auto").eval()
+  assert hf_bf16.dtype == torch.bfloat16
+  theirs_state = {k: v.float().numpy() for k, v in hf_bf16.state_dict().items()}
+  for name, value in state_dict_from_params(args, params).items():
+    assert np.array_equal(theirs_state[name], value), name
+
+  tokenizer = transformers.AutoTokenizer.from_pretrained(str(out))
+  prompts = [[tokenizer.eos_token_id] + tokenizer.encode(p) for p in ("It is a truth", "The water")]
+  f32_config = run_config.model.copy_and_resolve_references()
+  f32_config.compute_dtype = "float32"
+  ours = Generator(params, ModelArgs.from_config(f32_config))(prompts, max_new_tokens=16)
+  hf_f32 = transformers.AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
+  for prompt, new in zip(prompts, ours):
+    theirs = hf_f32.generate(torch.tensor([prompt]), max_new_tokens=16, min_new_tokens=16,
+                             do_sample=False)[0, len(prompt):].tolist()
+    assert theirs == new
+
+  tokens = np.array([prompts[0] + ours[0]])
+  with torch.no_grad():
+    reference = hf_f32(torch.from_numpy(tokens)).logits.numpy()
+    theirs_bf16 = hf_bf16(torch.from_numpy(tokens)).logits.float().numpy()
+  model = build_model(run_config.model)  # bfloat16 compute
+  state = nnx.state(model, nnx.Param)
+  nnx.replace_by_pure_dict(state, params)
+  nnx.update(model, state)
+  ours_bf16 = np.asarray(model(jax.numpy.asarray(tokens)), np.float32)
+  assert np.abs(reference).max() > 2  # a trained head: the bound is not trivially loose
+  top2 = np.sort(reference, axis=-1)[..., -2:]
+  clear = top2[..., 1] - top2[..., 0] > 2 * BF16_LOGIT_TOLERANCE
+  assert clear.mean() > 0.5  # most positions are checked
+  for logits in (ours_bf16, theirs_bf16):
+    assert np.abs(logits - reference).max() < BF16_LOGIT_TOLERANCE
+    assert (logits.argmax(-1) == reference.argmax(-1))[clear].all()
