@@ -4,6 +4,7 @@ they fit in its memory.
     python experiments/compile.py --config=mobilellm_jax/configs/base.py:mobilellm_350m --target=tpu:v5e:4x4
     python experiments/compile.py --config=mobilellm_jax/configs/base.py:mobilellm_125m --target=tpu:v5p:2x2x2 \
         --config.train.batch_size=1024
+    python experiments/compile.py --config=mobilellm_jax/configs/base.py:mobilellm_125m --target=gpu:h100x8
 
 Prints per chip the arguments, temporaries and outputs against the chip's memory, the FLOPs the
 compiler counts beside ours, and an estimated step time (from the datasheet peak: an estimate,
@@ -35,7 +36,7 @@ _environment_before_jax(sys.argv)
 from absl import app, flags
 from ml_collections import config_flags
 
-from mobilellm_jax import accelerators, aot, fit_report, fit_search
+from mobilellm_jax import accelerators, aot, fit_report, fit_search, runtime
 from mobilellm_jax.configs import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -43,7 +44,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _TARGET = flags.DEFINE_string(
     "target", None, "What to compile for: " + ", ".join(accelerators.TARGET_FORMS) +
-    "; e.g. tpu:v5e:4x4, tpu:v5p:2x2x2, tpu:v4:2x2x4, cpu:8.", required=True)
+    "; e.g. tpu:v5e:4x4, tpu:v5p:2x2x2, tpu:v4:2x2x4, cpu:8, gpu:h100x8 (needs the optional "
+    "CUDA compiler: jax[cuda12], no GPU).", required=True)
 _MAX_COMPILES = flags.DEFINE_integer(
     "max_compiles", 24, "At most this many other settings are compiled when the given one does "
     "not fit.")
@@ -70,4 +72,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=runtime.parse_config_flags)  # bad --config: one error line

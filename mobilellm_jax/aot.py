@@ -180,16 +180,30 @@ def compile_steps(config, target: Target, *, steps=("train", "eval"),
 _COLLECTIVE = re.compile(r"^\s*(?:ROOT )?%\S+ = (.+?) ((?:all-gather|all-reduce|reduce-scatter|"
                          r"all-to-all|collective-permute)(?:-start|-done)?)\(")
 _SHAPE = re.compile(r"(\w+)\[([\d,]*)\]")
+_COMPUTATION = re.compile(r"^(?:ENTRY )?%(\S+) ")
+# The TPU compiler's reduce-scatter: an all-reduce and the slice of this device's shard fused
+# into one collective ("AllReduceScatter" fusion), called from the program like any fusion.
+_FUSED_REDUCE_SCATTER = re.compile(
+    r"^\s*(?:ROOT )?%\S+ = (.+?) fusion\(.*calls=%all-reduce-scatter")
 
 
 def collectives(hlo_text: str) -> list:
   """(op, dtype, dims) of every collective in a compiled program's text, one per result array
-  (a combined all-reduce of a tuple gives one entry per element)."""
-  found = []
+  (a combined all-reduce of a tuple gives one entry per element). The TPU compiler's fused
+  reduce-scatters count as 'reduce-scatter' with their shards' shapes, not as the all-reduce
+  inside them."""
+  found, fused = [], False
   for line in hlo_text.splitlines():
-    if match := _COLLECTIVE.match(line):
-      for dtype, dims in _SHAPE.findall(match[1]):
-        found.append((match[2], dtype, tuple(int(d) for d in dims.split(",") if d)))
+    if computation := _COMPUTATION.match(line):
+      fused = computation[1].startswith("all-reduce-scatter")
+    if match := _FUSED_REDUCE_SCATTER.match(line):
+      op, shapes = "reduce-scatter", match[1]
+    elif not fused and (match := _COLLECTIVE.match(line)):
+      op, shapes = match[2], match[1]
+    else:
+      continue
+    for dtype, dims in _SHAPE.findall(shapes):
+      found.append((op, dtype, tuple(int(d) for d in dims.split(",") if d)))
   return found
 
 

@@ -2,7 +2,7 @@
 
 - 'fused_cpu': a C++ kernel for XLA:CPU (native/cpu_attention.cc, through the XLA FFI), float32
   only: each (batch, kv head) keeps its score tiles in cache and fuses the softmax, forward and
-  backward; about 2x faster than 'blocked' fwd+bwd at the cpu preset (bench/README.md). Built
+  backward; faster than 'blocked' fwd+bwd at the cpu preset (bench/attention_kernel.py). Built
   with the system C++ compiler on first use. The model calls it as `fused_cpu_qkv_attention`,
   on the fused q/k/v projection with RoPE done in the kernel.
 - 'blocked': pure JAX, flash-attention style. Queries are split into blocks and each block only
@@ -14,12 +14,16 @@
 - 'xla': `jax.nn.dot_product_attention` (XLA's reference lowering).
 - 'cudnn': `jax.nn.dot_product_attention(implementation='cudnn')`, GPU flash attention
   (bfloat16/float16, head_dim a multiple of 8 up to 128).
+- 'pallas_tpu': splash attention, JAX's Pallas flash-attention kernel for TPU (tpu_attention.py):
+  no [L, L] scores in HBM, K/V read per group of query heads, run under shard_map over the batch
+  (and heads) axes. MobileLLM-350M at sequence 2048 on v5e-16 (fsdp 16, no remat, 8 seq/chip)
+  needs 14.8 GiB per chip, where 'xla' needs 102 GiB (docs/paper_fit.md).
 - 'auto': the first kernel of AUTO_PREFERENCE[platform] that can run these inputs, the platform
   being the compile target's (target.py): on CPU 'fused_cpu' where it can run (float32, head_dim
   a multiple of 8, a C++ compiler), else 'blocked'; on GPU 'cudnn' where it can run, else 'xla'
   (which materialises [B, H, L, L] scores: at sequence 2048 that is gigabytes per layer); on
-  TPU 'xla'. A new kernel is an entry in KERNELS, one in PROBLEMS saying what it cannot run,
-  and a place in AUTO_PREFERENCE (and in configs/validation.ATTENTION_IMPLEMENTATIONS).
+  TPU 'pallas_tpu'. A new kernel is an entry in KERNELS, one in PROBLEMS saying what it cannot
+  run, and a place in AUTO_PREFERENCE (and in configs/validation.ATTENTION_IMPLEMENTATIONS).
 
 Shapes: B batch, L sequence, H query heads, K kv heads, G = H/K, E head_dim, Q a query block.
 """
@@ -29,7 +33,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from mobilellm_jax import native, target
+from mobilellm_jax import native, target, tpu_attention
 
 
 def _fused_cpu_problem(dtype, head_dim: int, platform: str):
@@ -54,11 +58,23 @@ def _cudnn_problem(dtype, head_dim: int, platform: str):
   return None
 
 
+def _pallas_tpu_problem(dtype, head_dim: int, platform: str):
+  """Why 'pallas_tpu' cannot run these inputs on `platform`, or None. Any sequence length runs
+  (padded to whole tiles); the TPU compiler took head_dim 12 to 256 in float32 and bfloat16."""
+  del dtype, head_dim
+  if platform != "tpu":
+    return f"it needs a TPU; the program is compiled for {platform!r}"
+  return None
+
+
 # Kernel -> why it cannot run (dtype, head_dim, platform), or None; kernels absent run anywhere.
-PROBLEMS = {"fused_cpu": _fused_cpu_problem, "cudnn": _cudnn_problem}
+PROBLEMS = {"fused_cpu": _fused_cpu_problem, "cudnn": _cudnn_problem,
+            "pallas_tpu": _pallas_tpu_problem}
 # What 'auto' means per platform: the first of these that can run the inputs.
-AUTO_PREFERENCE = {"cpu": ("fused_cpu", "blocked"), "gpu": ("cudnn", "xla"), "tpu": ("xla",)}
-FALLBACK = {"fused_cpu": "blocked", "cudnn": "xla"}  # named in the error when a kernel cannot run
+AUTO_PREFERENCE = {"cpu": ("fused_cpu", "blocked"), "gpu": ("cudnn", "xla"),
+                   "tpu": ("pallas_tpu", "xla")}
+# Named in the error when a kernel cannot run.
+FALLBACK = {"fused_cpu": "blocked", "cudnn": "xla", "pallas_tpu": "blocked"}
 
 
 def _problem(impl: str, dtype, head_dim: int, platform: str):
@@ -270,4 +286,6 @@ KERNELS = {
     "blocked": blocked_attention,
     "xla": _library_attention(None),
     "cudnn": _library_attention("cudnn"),
+    # Its own tiles (tpu_attention.TILE), multiples of the TPU's 128 lanes: not 'blocked''s size.
+    "pallas_tpu": lambda q, k, v, block_size: tpu_attention.splash_attention(q, k, v),
 }

@@ -1,4 +1,5 @@
-"""Peak FLOP/s for MFU: a table for accelerators, a measured matmul peak for CPUs."""
+"""Peak FLOP/s for MFU: the datasheet of an accelerator (accelerators.chip_of_kind: dense bf16,
+no sparsity), a measured matmul peak for CPUs."""
 
 import json
 import os
@@ -8,12 +9,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-# Dense bf16 peak FLOP/s per device (vendor datasheets; no sparsity).
-ACCELERATOR_PEAKS = {
-    "H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12,
-    "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12,
-    "TPU v6 lite": 918e12, "TPU v6e": 918e12,
-}
+from mobilellm_jax import accelerators
 
 
 def measure_matmul_peak(size: int = 1024, dtype=jnp.float32, seconds: float = 1.0) -> float:
@@ -58,8 +54,8 @@ def machine_peak_flops() -> tuple[float, str]:
   if device.platform == "cpu":
     # Fake CPU devices share the same cores: the peak is the machine's, not per device.
     return _cpu_peak(), "best measured f32 matmul on this CPU"
-  kind = device.device_kind
-  for name, peak in ACCELERATOR_PEAKS.items():
-    if name.lower() in kind.lower():
-      return peak * jax.local_device_count(), f"{kind} bf16 datasheet peak x {jax.local_device_count()}"
-  return float("nan"), f"unknown device kind {kind!r}: no peak in flops.ACCELERATOR_PEAKS"
+  kind, count = device.device_kind, jax.local_device_count()
+  chip = accelerators.chip_of_kind(kind)
+  if chip is None or not chip.peak_flops:
+    return float("nan"), f"unknown device kind {kind!r}: no datasheet in accelerators.py"
+  return chip.peak_flops * count, f"{kind} bf16 datasheet peak x {count}"

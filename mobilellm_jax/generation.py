@@ -9,8 +9,8 @@ to its own, so padding never reaches a row's logits.
 
 The step is plain JAX over the Decoder's parameters (the pure dict checkpoints hold), with each
 block's weights passed as their own arrays: every execution of block i reads the same buffers,
-where a scan indexing the stack copied them per layer (2.5x slower at MobileLLM-125M). The cost
-is compile time growing with effective depth (125M-LS's 60 executions: ~40 s on 2 cores).
+where a scan indexing the stack copied them per layer (much slower at MobileLLM-125M). The cost
+is compile time growing with effective depth (bench/decode_throughput.py prints it).
 Shapes: B batch, P prompt, S cache, T effective layers, W new tokens; D, H, K, E, F, V as model.py.
 """
 

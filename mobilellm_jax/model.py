@@ -18,7 +18,7 @@ from mobilellm_jax.dense import dense, matmul_bwd, matmul_fwd
 from mobilellm_jax.layer_scan import scan_layers
 from mobilellm_jax.norm import rms_norm, rms_norm_into
 from mobilellm_jax.schedule import layer_passes
-from mobilellm_jax.sharding import constrain
+from mobilellm_jax.sharding import constrain, constrain_gradient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +51,7 @@ class ModelArgs:
   def scanned(self) -> bool:
     """Whether the blocks run under a scan: asked for, and the stack deeper than
     unroll_max_depth. A scan stacks each block's saved activations over depth and copies them
-    in and out (about 10% of the cpu-preset step); unrolled code has none of that but compiles
+    in and out (a measurable share of a small step); unrolled code has none of that but compiles
     in time growing with depth."""
     return self.scan_layers and self.num_layers * self.share_repeats > self.unroll_max_depth
 
@@ -87,7 +87,7 @@ def _param(rngs, shape, axes, args: ModelArgs, init="normal", *, fan_in=None,
   else:
     std = init_std(args, fan_in, residual_output)
     value = (std * jax.random.normal(rngs.params(), shape, jnp.float32)).astype(dtype)
-  return nnx.Param(value, sharding_names=axes, eager_sharding=False)
+  return nnx.Param(value, out_sharding=axes, eager_sharding=False)
 
 
 class RMSNorm(nnx.Module):
@@ -146,8 +146,12 @@ class Attention(nnx.Module):
     # pass instead of three (a scan over layers stacks and copies each saved value).
     D, H, E = self.wq_DxHxE.shape
     K = self.wk_DxKxE.shape[1]
-    w_DxM = jnp.concatenate([w[...].reshape(D, -1) for w in
-                             (self.wq_DxHxE, self.wk_DxKxE, self.wv_DxKxE)], axis=1).astype(dt)
+    # Its gradient is laid out as the weights' ("embed" rows) where it is made, so under fsdp it
+    # is reduce-scattered onto their shards rather than all-reduced whole and then sliced.
+    w_DxM = constrain_gradient(
+        jnp.concatenate([w[...].reshape(D, -1) for w in
+                         (self.wq_DxHxE, self.wk_DxKxE, self.wv_DxKxE)], axis=1),
+        ("embed", None)).astype(dt)
     qkv_BxLxM = norm.into(_normed_matmul, x_BxLxD, w_DxM)
     if resolve(self.impl, dt, E) == "fused_cpu":  # the kernel reads qkv in place, does RoPE
       out_BxLxHxE = fused_cpu_qkv_attention(qkv_BxLxM, sin, cos, H)

@@ -5,6 +5,7 @@ Mesh axes: 'data' (batch only), 'fsdp' (batch and parameters/optimizer state), '
 only the three sizes in config.train change.
 """
 
+import functools
 import math
 
 import jax
@@ -74,14 +75,52 @@ def constrain(x, logical_axes):
   rows and parameters both split over 'fsdp' by splitting the matmuls' contraction and gathering
   the whole batch (token ids, [B, chunk, V] logits, per-layer activations summed whole on every
   device): pinning activations to the batch split makes the parameters the ones gathered, as
-  fsdp means (MobileLLM-350M on 16 v5e chips, fsdp 16, remat full: 7.3 -> 1.0 GB of
-  temporaries per chip, with the optimizer state sharded too: train_step.state_shardings).
+  fsdp means (a several-fold cut in temporaries per chip at MobileLLM-350M on a v5e-16,
+  experiments/compile.py; the optimizer state is sharded too: train_step.state_shardings).
   Not on CPU, whose devices share one host's memory: there the pins only moved roundings of the
   2x2x2 test mesh by an ulp."""
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty or tuple(mesh.axis_names) != MESH_AXES or target.platform() == "cpu":
     return x
   return jax.lax.with_sharding_constraint(x, logical_to_spec(logical_axes, x.shape, mesh))
+
+
+def constrain_gradient(x, logical_axes):
+  """`x` unchanged, and its gradient laid out as `logical_axes` say where it is made: under fsdp
+  a weight gradient, a sum over the batch rows each device holds, is then reduced straight onto
+  the weight's shards (a reduce-scatter). A None in `logical_axes` leaves that dimension to the
+  partitioner (so heads keep their tensor layout). Wanted where slices of one gradient feed
+  several parameters (the q/k/v projection concatenated for one matmul): left to XLA, the
+  gradient was all-reduced whole and each slice cut its shards out of it. No-op on CPU and off a
+  mesh, as `constrain`."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or tuple(mesh.axis_names) != MESH_AXES or target.platform() == "cpu":
+    return x
+  spec = logical_to_spec(logical_axes, x.shape, mesh)
+  spec = PartitionSpec(*(PartitionSpec.UNCONSTRAINED if name is None else axes
+                         for name, axes in zip(logical_axes, spec)))
+  return _gradient_laid_out(x, spec)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _gradient_laid_out(x, spec):
+  del spec
+  return x
+
+
+def _gradient_laid_out_fwd(x, spec):
+  del spec
+  return x, None
+
+
+def _gradient_laid_out_bwd(spec, _, gradient):
+  # The barrier keeps the partitioner's shard slice the only reader of the reduction, so the
+  # TPU compiler fuses the two into a reduce-scatter instead of merging the slice into the
+  # slices that follow.
+  return (jax.lax.optimization_barrier(jax.lax.with_sharding_constraint(gradient, spec)),)
+
+
+_gradient_laid_out.defvjp(_gradient_laid_out_fwd, _gradient_laid_out_bwd)
 
 
 def _map_variables(state, fn) -> dict:
@@ -115,10 +154,9 @@ def batch_sharding(mesh) -> NamedSharding:
 
 
 def init_compiler_options(platform: str | None = None) -> dict | None:
-  """Compiling for CPU (default: this process's platform), LLVM optimisation level 1 for the init program: at every size it compiled in a third
-  to a half of the time (MobileLLM-125M 7.7 -> 2.0 s, the cpu preset 6.0 -> 2.4 s), ran no slower
-  (125M 2.1 -> 1.7 s) and made bit-identical parameters (bench/README.md, session 12; tested).
-  None elsewhere."""
+  """Compiling for CPU (default: this process's platform), LLVM optimisation level 1 for the
+  init program: it compiles in a fraction of the time, runs no slower and makes bit-identical
+  parameters (tested; bench/compile_time.py measures it). None elsewhere."""
   return {"xla_backend_optimization_level": 1} if (platform or target.platform()) == "cpu" else None
 
 

@@ -1,13 +1,15 @@
 """Compiling the real steps for a TPU slice from this CPU host (the TPU compiler from PyPI): the
 platform decision follows the target, the sharding's collectives, memory and the fit search."""
 
+import importlib.util
+
 import jax
 import jax.numpy as jnp
 import pytest
 
 from flax import nnx
 
-from mobilellm_jax import (accelerators, aot, attention, fit_report, fit_search, sharding,
+from mobilellm_jax import (accelerators, aot, attention, fit_report, fit_search, flops, sharding,
                            target, train_step)
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.model import build_model
@@ -29,7 +31,8 @@ def test_the_platform_is_the_compile_targets_not_the_process(v5e_2x2):
   assert target.platform() == "cpu"
   with target.compiling_for(mesh):
     assert target.platform() == "tpu"
-    assert attention.resolve("auto", jnp.float32, 64) == "xla"  # no C++ kernels on a TPU
+    # A TPU kernel, not the C++ one this CPU process would pick.
+    assert attention.resolve("auto", jnp.float32, 64) in attention.AUTO_PREFERENCE["tpu"]
   assert attention.resolve("auto", jnp.float32, 64) == "fused_cpu"
 
 
@@ -45,12 +48,65 @@ def test_parse_names_every_bad_target():
   for spec, message in (("tpu:v9:2x2", "unknown TPU generation 'v9'"),
                         ("tpu:v5e:2by2", "is not AxB or AxBxC"),
                         ("cpu:64", "this process has 8 CPU device"),
-                        ("gpu:h100x8", "on a GPU host use --target local"),
+                        ("gpu:v100x8", r"expected gpu:<h100\|h200\|a100>x<GPUs>"),
+                        ("gpu:h100x12", "whole hosts of 8"),
                         ("tpu", "expected one of")):
     with pytest.raises(accelerators.TargetError, match=message):
       accelerators.parse(spec)
   assert accelerators.parse("tpu:v4:2x2x2").num_chips == 8  # one device per chip (megacore)
   assert accelerators.parse("cpu:8").platform == "cpu"
+
+
+@pytest.mark.parametrize("generation,topology",
+                         [("v4", "2x2x1"), ("v5e", "2x2"), ("v5p", "2x2x1"), ("v6e", "2x2")])
+def test_every_tpu_target_has_its_datasheet_under_the_device_kind_jax_reports(
+    generation, topology, monkeypatch):
+  """--target local and the trainer's MFU (flops.py) find the chip by the device kind JAX reports
+  ('TPU v5 lite' for v5e, 'TPU v5' for v5p); the compile-only devices report the same kinds."""
+  spec = f"tpu:{generation}:{topology}"
+  slice_ = accelerators.parse(spec)
+  chip = accelerators.TPU_CHIPS[generation]
+  assert slice_.chip is chip and chip.peak_flops > 1e14 and chip.hbm_bytes >= 16 * 1024 ** 3
+  kind = slice_.devices[0].device_kind
+  assert accelerators.chip_of_kind(kind) is chip, kind
+  monkeypatch.setattr(jax, "local_devices", lambda *args, **kwargs: list(slice_.devices))
+  monkeypatch.setattr(jax, "local_device_count", lambda *args, **kwargs: len(slice_.devices))
+  peak, source = flops.machine_peak_flops()
+  assert peak == 4 * chip.peak_flops and kind in source
+
+
+def test_gpu_device_kinds_match_whole_model_names():
+  chips = accelerators.GPU_CHIPS
+  for kind, name in (("NVIDIA H100 80GB HBM3", "H100"), ("NVIDIA H200", "H200"),
+                     ("NVIDIA A100-SXM4-80GB", "A100"), ("NVIDIA A10", "A10"),
+                     ("NVIDIA L4", "L4")):
+    assert accelerators.chip_of_kind(kind) is chips[name], kind
+  assert accelerators.chip_of_kind("NVIDIA L40S") is None  # not an L4
+  assert accelerators.chip_of_kind("TPU v9") is None
+
+
+_CUDA_COMPILER = importlib.util.find_spec("jax_cuda12_plugin") is not None
+
+
+@(pytest.mark.slow if _CUDA_COMPILER else lambda test: test)  # slow only when it compiles
+def test_a_gpu_target_compiles_with_the_cuda_compiler_or_says_what_to_install():
+  """The CUDA compiler is an optional install (jax[cuda12], ~5.5 GB); with it, --target gpu:...
+  compiles for GPUs this host does not have, and memory_analysis() against the GPU's memory is
+  the fit verdict (the GPU compiler refuses nothing)."""
+  if not _CUDA_COMPILER:
+    with pytest.raises(accelerators.TargetError,
+                       match=rf"pip install 'jax\[cuda12\]=={jax.__version__}'"):
+      accelerators.parse("gpu:h100x8")
+    return
+  gpus = accelerators.parse("gpu:h100x16")
+  assert gpus.platform == "gpu" and gpus.num_chips == 16
+  assert gpus.chip is accelerators.GPU_CHIPS["H100"]
+  assert accelerators.chip_of_kind(gpus.devices[0].device_kind) is gpus.chip
+  reports = aot.compile_steps(smoke(**{"train.mesh_data": 2}), accelerators.parse("gpu:h100x2"),
+                              keep_hlo=True)
+  train = reports["train"]
+  assert train.fits and train.memory.total < 1e9 and train.limit_bytes == 80e9
+  assert any(op.startswith("all-reduce") for op, _, _ in aot.collectives(train.hlo))
 
 
 def _gathers_whole_batch(hlo: str, batch: int, length: int) -> list:
@@ -76,7 +132,7 @@ def test_smoke_steps_compile_for_a_tpu_slice_with_the_collectives_their_mesh_imp
   reports = aot.compile_steps(config, v5e_2x2, keep_hlo=True)
   train = reports["train"]
   assert train.fits and reports["eval"].fits and train.memory.alias > 0  # the state is donated
-  assert reports["layout"].attention == "xla"
+  assert reports["layout"].attention in attention.AUTO_PREFERENCE["tpu"]
   hlo = train.hlo
   assert 'custom_call_target="mobilellm_' not in hlo  # no CPU kernel reached the TPU program
   ops = [op for op, _, _ in aot.collectives(hlo)]
@@ -88,7 +144,45 @@ def test_smoke_steps_compile_for_a_tpu_slice_with_the_collectives_their_mesh_imp
     # fsdp: parameters gathered for use inside the loop over layers, the embedding's gradient
     # reduce-scattered onto its shards.
     assert any(op.startswith("all-gather") for op in ops)
-    assert "reduce-scatter" in hlo
+    assert "reduce-scatter" in ops
+
+
+def test_collectives_count_the_tpu_compilers_fused_reduce_scatter_by_its_shards():
+  hlo = """%all-reduce-scatter.2 (input.1: f32[512,2048]) -> f32[128,2048] {
+  %all-reduce.1 = f32[512,2048]{1,0} all-reduce(%input.1), to_apply=%add
+  ROOT %dynamic-slice.1 = f32[128,2048]{1,0} dynamic-slice(%all-reduce.1, %p, %z)
+}
+
+ENTRY %main (p.0: f32[8,64]) -> f32[128,2048] {
+  %all-gather.3 = bf16[1,512,2048]{2,1,0:T(8,128)(2,1)} all-gather(%p.0), dimensions={1}
+  %fusion.5 = (f32[128,1024]{1,0:T(8,128)S(1)}, f32[8,64,128]{2,1,0}) fusion(%a, %b), kind=kCustom, calls=%all-reduce-scatter.6
+  %all-reduce.7 = (f32[512]{0}, f32[]{:T(128)}) all-reduce(%c, %d), to_apply=%add
+  ROOT %fusion.4 = f32[128,2048]{1,0} fusion(%e), kind=kCustom, calls=%all-reduce-scatter.2
+}
+"""
+  assert aot.collectives(hlo) == [
+      ("all-gather", "bf16", (1, 512, 2048)), ("reduce-scatter", "f32", (128, 1024)),
+      ("reduce-scatter", "f32", (8, 64, 128)), ("all-reduce", "f32", (512,)),
+      ("all-reduce", "f32", ()), ("reduce-scatter", "f32", (128, 2048))]
+
+
+def test_fsdp_reduce_scatters_every_weight_gradient_onto_its_shards(v5e_2x2):
+  """Under fsdp each weight's gradient, summed over every device's batch rows, is reduced onto
+  the weight's shards: no weight gradient is all-reduced whole. The q/k/v projections share one
+  concatenated matmul whose gradient feeds three parameters (model.py constrains its layout,
+  sharding.constrain_gradient). Wide enough that the TPU compiler reduce-scatters rather than
+  all-reduces and slices (it does the latter for the smoke preset's few-KB gradients and, even
+  when asked for a reduce-scatter, over 16-device groups); the 1-D norm scales it all-reduces
+  (D floats per layer)."""
+  D, F, H, K, E, V = 512, 2048, 8, 4, 64, 512
+  config = smoke(**{"train.mesh_data": 1, "train.mesh_fsdp": 4, "model.dim": D,
+                    "model.ffn_dim": F, "model.num_heads": H, "model.num_kv_heads": K})
+  train = aot.compile_steps(config, v5e_2x2, steps=("train",), keep_hlo=True)["train"]
+  found = aot.collectives(train.hlo)
+  assert [c for c in found if c[0].startswith("all-reduce") and len(c[2]) > 1] == []
+  scattered = {dims for op, _, dims in found if op == "reduce-scatter"}
+  shards = {(D // 4, (H + 2 * K) * E), (D // 4, F), (F, D // 4), (H, E, D // 4), (V, D // 4)}
+  assert shards <= scattered, shards - scattered  # q/k/v, gate and up, down, out, embedding
 
 
 def test_fsdp_shards_the_optimizer_moments_like_their_parameters():
@@ -106,6 +200,7 @@ def test_fsdp_shards_the_optimizer_moments_like_their_parameters():
   assert state["step"].spec == jax.sharding.PartitionSpec()
 
 
+@pytest.mark.slow
 def test_an_over_large_config_does_not_fit_and_the_search_finds_one_that_does(v5e_2x2):
   """1.9B parameters with their Adam moments, replicated by a data-parallel mesh, need ~50 GiB
   per chip against v5e's 16; sharded over the 4 chips (fsdp) they fit."""

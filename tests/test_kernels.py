@@ -114,7 +114,7 @@ def test_attention_auto_resolves_on_gpu():
   assert attention.resolve("auto", jnp.float16, 128, platform="gpu") == "cudnn"
   assert attention.resolve("auto", jnp.float32, 64, platform="gpu") == "xla"
   assert attention.resolve("auto", jnp.bfloat16, 256, platform="gpu") == "xla"
-  assert attention.resolve("auto", jnp.bfloat16, 64, platform="tpu") == "xla"
+  assert attention.resolve("auto", jnp.bfloat16, 64, platform="tpu") == "pallas_tpu"
   with pytest.raises(ValueError, match="'cudnn' cannot run: it computes in bfloat16/float16 only"):
     attention.resolve("cudnn", jnp.float32, 64, platform="gpu")
   with pytest.raises(ValueError, match="'fused_cpu' cannot run: it runs on CPU only"):

@@ -7,7 +7,7 @@ FFN_TYPES = ("swiglu", "relu")
 DTYPES = ("float32", "bfloat16")
 INIT_SCHEMES = ("fixed", "fan_in", "fan_in_depth")
 REMAT_POLICIES = ("none", "full", "dots")
-ATTENTION_IMPLEMENTATIONS = ("auto", "fused_cpu", "blocked", "xla", "cudnn")
+ATTENTION_IMPLEMENTATIONS = ("auto", "fused_cpu", "blocked", "xla", "cudnn", "pallas_tpu")
 WANDB_MODES = ("offline", "online", "disabled")
 
 
