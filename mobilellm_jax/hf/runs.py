@@ -48,8 +48,12 @@ def place(params, shardings):
 def logits_difference(hf_dir, model_config, params, tokens_BxL: np.ndarray) -> float:
   """Max |our logits - transformers' logits| on tokens_BxL, float32 (transformers and torch
   needed)."""
-  import torch  # pylint: disable=import-outside-toplevel
-  import transformers  # pylint: disable=import-outside-toplevel
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+    import transformers  # pylint: disable=import-outside-toplevel
+  except ImportError as error:
+    raise ValueError(f"checking against transformers needs torch and transformers ({error}): "
+                     "pip install -r requirements-test.txt") from None
   from flax import nnx  # pylint: disable=import-outside-toplevel
   from mobilellm_jax.model import build_model  # pylint: disable=import-outside-toplevel
   model = build_model(model_config)
