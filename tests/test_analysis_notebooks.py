@@ -53,7 +53,17 @@ def test_notebook_parameter_cell_is_tagged_and_reads_the_env_var(name):
   first_code = next(c for c in notebook.cells if c.cell_type == "code")
   assert "parameters" in first_code.metadata.get("tags", [])
   assert 'os.environ.get("MOBILELLM_RESULTS_DIR"' in first_code.source
-  assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code")  # stored clean
+  assert '"results' in first_code.source  # the committed results are the default
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_stored_executed_on_the_committed_results(name):
+  notebook = nbformat.read(os.path.join(ANALYSIS_DIR, f"{name}.ipynb"), as_version=4)
+  code = [c for c in notebook.cells if c.cell_type == "code"]
+  assert all(c.execution_count for c in code), "run python analysis/run_notebooks.py"
+  assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+  # What it read is the committed results directory, not a local runs/ or a temporary one.
+  assert "results" in "".join(str(o.get("data", {}).get("text/plain", "")) for o in code[1].outputs)
 
 
 @pytest.mark.parametrize("name, expected", [

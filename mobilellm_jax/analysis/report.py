@@ -160,11 +160,28 @@ def summary_markdown(analyses) -> str:
   return "\n".join(lines) or "No sweep of this notebook has finished runs."
 
 
+PAPER_REGIME = ("~2,000 tokens/param, embedding 13-33% of params, dim/layers 6-320 "
+                "(its 125M depth grid at 0.25T tokens)")
+
+
+def _shown_path(path: str) -> str:
+  """The path relative to the working directory when it lies inside it (a committed results
+  folder reads the same on every machine), else as given."""
+  relative = os.path.relpath(path)
+  return path if relative.startswith("..") else relative
+
+
 def _header(sweep: results.Sweep) -> list[str]:
-  return [f"# Sweep `{sweep.name}`: analysis report", "",
-          f"`{sweep.path}`: {len(sweep.runs)} finished runs, {len(sweep.failed)} failed, "
-          f"{len(sweep.running)} in progress. "
-          f"Regenerate: `python analysis/report.py --workdir {sweep.path}`.", "",
+  from mobilellm_jax.analysis.reproduction import regime  # pylint: disable=import-outside-toplevel
+  path = _shown_path(sweep.path)
+  lines = [f"# Sweep `{sweep.name}`: analysis report", "",
+           f"`{path}`: {len(sweep.runs)} finished runs, {len(sweep.failed)} failed, "
+           f"{len(sweep.running)} in progress. "
+           f"Regenerate: `python analysis/report.py --workdir {path}`.", ""]
+  needed = {"tokens_seen", "params", "non_embedding_params", "dim", "num_layers"}
+  if len(sweep.runs) and needed <= set(sweep.runs.columns):
+    lines += [f"Regime: {regime(sweep.runs)}; the paper: {PAPER_REGIME}.", ""]
+  return lines + [
           "Validation loss is in nats/token (lower is better), zero-shot accuracy in percent "
           "(higher is better), each mean ± std over seeds. A gap is *outside the seed spread* "
           "when |mean_a - mean_b| > sqrt(std_a² + std_b²). The paper's numbers are average "

@@ -52,8 +52,11 @@ class Sweep:
     return sorted(named) or [self.name]
 
   def __repr__(self) -> str:
+    # Inside the repository, the path from its root: a stored notebook reads the same anywhere.
+    shown = os.path.relpath(os.path.abspath(self.path), _REPO)
+    shown = self.path if shown.startswith("..") else shown
     return (f"Sweep({self.name!r}: {len(self.runs)} finished, {len(self.failed)} failed, "
-            f"{len(self.running)} in progress; path={self.path!r})")
+            f"{len(self.running)} in progress; path={shown!r})")
 
 
 def sweep_name_of(runs: pd.DataFrame, path: str | None) -> str:
@@ -128,12 +131,14 @@ def _run_dirs(path: str) -> list[str]:
           for g in sorted(os.path.join(c, n) for n in os.listdir(c)) if _is_run_dir(g)]
 
 
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 def resolve_dir(path: str) -> str:
   """`path` as given, or relative to the repository root (notebooks run from analysis/)."""
   if os.path.isabs(path) or os.path.exists(path):
     return path
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  candidate = os.path.join(root, path)
+  candidate = os.path.join(_REPO, path)
   return candidate if os.path.exists(candidate) else path
 
 
