@@ -297,11 +297,17 @@ def test_cli_reports_bad_config_without_traceback(data_dir, tmp_path):
   assert "config.model.num_kv_heads" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_cli_reports_missing_data_with_what_to_run(tmp_path):
-  result = subprocess.run(_train_cli(tmp_path, str(tmp_path / "nothing")), capture_output=True,
-                          text=True)
-  assert result.returncode == 2
-  assert "mobilellm_jax.data.prepare" in result.stderr and "Traceback" not in result.stderr
+def test_cli_prepares_missing_data_and_reports_sources_it_cannot_reach(tmp_path):
+  """The CLI prepares a missing corpus on first use. Offline here (no apt-get on PATH, pip told
+  to use no index), that fails before any training, in one line that names the sources."""
+  env = dict(os.environ, PATH=str(tmp_path / "no_tools"), PIP_NO_INDEX="1")
+  result = subprocess.run(_train_cli(tmp_path / "run", str(tmp_path / "nothing")),
+                          capture_output=True, text=True, env=env, timeout=600)
+  assert result.returncode == 2, result.stderr[-2000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "none of the corpus sources could be fetched" in errors[0]
+  assert "apt-get" in errors[0] and "Traceback" not in result.stderr
+  assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_eval_split_too_small_for_a_batch_fails_before_training(data_dir, tmp_path):
