@@ -125,7 +125,7 @@ def paired_ratios(round_seconds, key):
   return [t / s for t, s in zip(round_seconds["torch"], round_seconds[key])]
 
 
-def peaks():
+def mfu_peaks():
   """[(label, FLOP/s)] to take MFU against; the first is the headline."""
   if jax.default_backend() == "cpu":
     # A peak measured while the machine is busy reads low and would inflate MFU: use the best of
@@ -257,7 +257,7 @@ def main():
       parser.error(f"unknown size {name!r}; known: {', '.join(SIZES)}")
   print(f"jax {jax.__version__} on {jax.default_backend()}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), transformers {transformers.__version__}")
-  peak_list = peaks()
+  peak_list = mfu_peaks()
   for name in args.sizes.split(","):
     results = bench_size(name, args, peak_list)
     if args.json:

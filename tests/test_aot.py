@@ -78,11 +78,11 @@ def test_every_tpu_target_has_its_datasheet_under_the_device_kind_jax_reports(
 
 
 def test_gpu_device_kinds_match_whole_model_names():
-  chips = chips.GPU_CHIPS
+  gpu_chips = chips.GPU_CHIPS
   for kind, name in (("NVIDIA H100 80GB HBM3", "H100"), ("NVIDIA H200", "H200"),
                      ("NVIDIA A100-SXM4-80GB", "A100"), ("NVIDIA A10", "A10"),
                      ("NVIDIA L4", "L4")):
-    assert chips.chip_of_kind(kind) is chips[name], kind
+    assert chips.chip_of_kind(kind) is gpu_chips[name], kind
   assert chips.chip_of_kind("NVIDIA L40S") is None  # not an L4
   assert chips.chip_of_kind("TPU v9") is None
 
