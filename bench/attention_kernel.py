@@ -10,9 +10,9 @@ MobileLLM-125M as bench/train_throughput.py runs them. Each round times `--calls
 inside one jitted loop (as in a training step: no Python dispatch between calls, which would
 dominate a call this small); the best round is kept. GFLOP/s counts
 the causal half of the score and value matmuls (forward 2 of them, backward 5). With
---baseline, that revision's mobilellm_jax/native sources are compiled into a temporary library
-and registered under other FFI names; both kernels then run the same inputs in alternating
-rounds, and the largest difference between their outputs is printed.
+--baseline, that revision's mobilellm_jax/ops/native (earlier mobilellm_jax/native) sources are
+compiled into a temporary library and registered under other FFI names; both kernels then run the
+same inputs in alternating rounds, and the largest difference between their outputs is printed.
 """
 
 import argparse
@@ -27,9 +27,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mobilellm_jax import host_memory, native
+from mobilellm_jax.ops import native
+from mobilellm_jax.training import host_memory
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Where the kernel sources are: today, and in revisions before the package was split up.
+_NATIVE_FOLDERS = ("mobilellm_jax/ops/native", "mobilellm_jax/native")
 
 
 def build_baseline(revision: str) -> str:
@@ -38,8 +41,11 @@ def build_baseline(revision: str) -> str:
   sources = []
   for path in native.SOURCES + native.HEADERS:
     name = os.path.basename(path)
-    text = subprocess.run(["git", "-C", _REPO, "show", f"{revision}:mobilellm_jax/native/{name}"],
-                          capture_output=True, text=True)
+    for folder in _NATIVE_FOLDERS:  # the first that the revision has
+      text = subprocess.run(["git", "-C", _REPO, "show", f"{revision}:{folder}/{name}"],
+                            capture_output=True, text=True)
+      if text.returncode == 0:
+        break
     if text.returncode != 0:
       sys.exit(f"--baseline {revision}: cannot read {name}: {text.stderr.strip()}")
     with open(os.path.join(tmp, name), "w") as f:

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mobilellm_jax import host_memory, train_step
+from mobilellm_jax.training import host_memory, step as train_step
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.model import build_model
 

@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # Run from a checkout.
 
-from mobilellm_jax import host_memory
+from mobilellm_jax.training import host_memory
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.data import make_eval_iterator, make_train_iterator
 

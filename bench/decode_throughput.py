@@ -26,7 +26,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from mobilellm_jax import footprint, generation, runtime
+from mobilellm_jax.model import footprint, generation
+from mobilellm_jax.training import runtime
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.model import ModelArgs, build_model
 

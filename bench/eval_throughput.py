@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from mobilellm_jax import host_memory
+from mobilellm_jax.training import host_memory
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.data import load_tokenizer
 from mobilellm_jax.evaluation import TASKS, load_task, prepare_tasks, question_metrics

@@ -28,7 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from mobilellm_jax import counting, host_memory, losses
+from mobilellm_jax.model import counting
+from mobilellm_jax.ops import losses
+from mobilellm_jax.training import host_memory
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.model import ModelArgs
 from train_throughput import SIZES, ours, reference, timed

@@ -1,7 +1,7 @@
 """Writes docs/paper_fit.md: every paper preset at the paper's recipe (sequence 2048, 1024
 sequences a step) compiled for TPU slices from this host, with what fits, memory per chip, what
 XLA's and the blocked attention would need at that setting, and estimated days
-(mobilellm_jax/paper_fit.py). Generated, not typed; tests/test_paper_fit.py regenerates a row.
+(mobilellm_jax/accelerators/paper_fit.py). Generated, not typed; tests/test_paper_fit.py regenerates a row.
 
     python bench/paper_fit_table.py                            # every preset x slice (hours on 2 busy cores)
     python bench/paper_fit_table.py --update --presets mobilellm_350m,mobilellm_350m_ls   # those rows, in place
@@ -15,7 +15,7 @@ import sys
 os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compile-only: no accelerator in this process
 
 # pylint: disable=wrong-import-position
-from mobilellm_jax import aot, paper_fit
+from mobilellm_jax.accelerators import aot, paper_fit
 
 INTRO = """# The paper's presets on TPU slices (generated)
 
@@ -25,7 +25,7 @@ Written by `python bench/paper_fit_table.py`, which regenerates every row
 sequence 2048 and {batch} sequences per step, compiled for the slice from a CPU host with the TPU
 compiler (`experiments/compile.py`): the first setting that fits, searched from the preset's own
 (data-parallel, no remat, `attention=auto`: on TPU the Pallas kernel `pallas_tpu`) mesh in the
-order `mobilellm_jax/fit_search.py` gives. memory/chip is what the compiled train step holds per
+order `mobilellm_jax/accelerators/fit_search.py` gives. memory/chip is what the compiled train step holds per
 chip (arguments + temporaries + outputs not written over the donated state + code) against the
 chip's HBM. The columns
 {others}

@@ -20,7 +20,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mobilellm_jax import host_memory, sharding, train_step  # noqa: E402
+from mobilellm_jax.training import host_memory, sharding, step as train_step  # noqa: E402
 from mobilellm_jax.configs import get_config  # noqa: E402
 from mobilellm_jax.model import build_model  # noqa: E402
 

@@ -10,7 +10,7 @@ Prints one line per size (and attention kernel): tokens/s for both (best round),
 those, the median and range of the ratio within each round, and MFU. Timing starts after each
 has compiled and two untimed alternating rounds (WARMUP_ROUNDS). Single device (no mesh). On
 CPU, MFU is against the best f32 matmul measured on this machine; on a GPU against the bf16
-datasheet peak (flops.py) and against a bf16 matmul measured in the run. On a GPU
+datasheet peak (accelerators/peaks.py) and against a bf16 matmul measured in the run. On a GPU
 PyTorch runs with fp32 weights under bf16 autocast (our compute_dtype) and fused AdamW.
 """
 
@@ -31,11 +31,13 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from mobilellm_jax import counting, flops, host_memory, train_step  # noqa: E402
+from mobilellm_jax.accelerators import peaks  # noqa: E402
+from mobilellm_jax.model import counting  # noqa: E402
+from mobilellm_jax.training import host_memory, step as train_step  # noqa: E402
 from mobilellm_jax.configs import ConfigError, get_config, validate_model  # noqa: E402
 from mobilellm_jax.hf import hf_config_dict  # noqa: E402
 from mobilellm_jax.model import ModelArgs, build_model  # noqa: E402
-from mobilellm_jax.optim import lr_schedule, make_optimizer  # noqa: E402
+from mobilellm_jax.training.optim import lr_schedule, make_optimizer  # noqa: E402
 
 SIZES = {  # name -> (preset, model overrides, batch, seq)
     "cpu": ("cpu", {}, 16, 256),
@@ -123,18 +125,18 @@ def paired_ratios(round_seconds, key):
   return [t / s for t, s in zip(round_seconds["torch"], round_seconds[key])]
 
 
-def peaks():
+def mfu_peaks():
   """[(label, FLOP/s)] to take MFU against; the first is the headline."""
   if jax.default_backend() == "cpu":
     # A peak measured while the machine is busy reads low and would inflate MFU: use the best of
-    # this measurement and the best ever measured here (as the trainer does, flops.py).
-    fresh = flops.measure_matmul_peak(seconds=2.0)
-    best = max(fresh, flops.machine_peak_flops()[0])
+    # this measurement and the best ever measured here (as the trainer does, accelerators/peaks.py).
+    fresh = peaks.measure_matmul_peak(seconds=2.0)
+    best = max(fresh, peaks.machine_peak_flops()[0])
     print(f"f32 matmul peak {best / 1e9:.0f} GFLOP/s (best measured on this machine; "
           f"{fresh / 1e9:.0f} in this run)")
     return [("", best)]
-  datasheet, source = flops.machine_peak_flops()
-  measured = flops.measure_matmul_peak(8192, jnp.bfloat16, seconds=3.0)
+  datasheet, source = peaks.machine_peak_flops()
+  measured = peaks.measure_matmul_peak(8192, jnp.bfloat16, seconds=3.0)
   print(f"{jax.devices()[0].device_kind}: peak {datasheet / 1e12:.0f} TFLOP/s ({source}); "
         f"bf16 8192^3 matmul measured here {measured / 1e12:.0f} TFLOP/s")
   return [("", datasheet), ("measured-peak ", measured)]
@@ -255,7 +257,7 @@ def main():
       parser.error(f"unknown size {name!r}; known: {', '.join(SIZES)}")
   print(f"jax {jax.__version__} on {jax.default_backend()}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), transformers {transformers.__version__}")
-  peak_list = peaks()
+  peak_list = mfu_peaks()
   for name in args.sizes.split(","):
     results = bench_size(name, args, peak_list)
     if args.json:

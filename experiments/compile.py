@@ -36,14 +36,15 @@ _environment_before_jax(sys.argv)
 from absl import app, flags
 from ml_collections import config_flags
 
-from mobilellm_jax import accelerators, aot, fit_report, fit_search, runtime
+from mobilellm_jax.accelerators import aot, chips, fit_report, fit_search
+from mobilellm_jax.training import runtime
 from mobilellm_jax.configs import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "mobilellm_jax/configs/base.py:cpu", "Config file, with ':<preset>'.",
     lock_config=True)
 _TARGET = flags.DEFINE_string(
-    "target", None, "What to compile for: " + ", ".join(accelerators.TARGET_FORMS) +
+    "target", None, "What to compile for: " + ", ".join(chips.TARGET_FORMS) +
     "; e.g. tpu:v5e:4x4, tpu:v5p:2x2x2, tpu:v4:2x2x4, cpu:8, gpu:h100x8 (needs the optional "
     "CUDA compiler: jax[cuda12], no GPU).", required=True)
 _MAX_COMPILES = flags.DEFINE_integer(
@@ -55,7 +56,7 @@ def main(argv):
   del argv
   config = _CONFIG.value
   try:
-    target = accelerators.parse(_TARGET.value)
+    target = chips.parse(_TARGET.value)
     print(f"compiling for {fit_report.target_line(target)}; one line per setting tried",
           flush=True)
     search = fit_search.search(config, target, max_compiles=_MAX_COMPILES.value,
@@ -64,7 +65,7 @@ def main(argv):
     if search.fitting is not None:
       fitted = fit_search.with_overrides(config, search.fitting.overrides)
       eval_report = aot.compile_steps(fitted, target, steps=("eval",))["eval"]
-  except (ConfigError, accelerators.TargetError) as error:
+  except (ConfigError, chips.TargetError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
   print(fit_report.describe(config, target, search, eval_report))

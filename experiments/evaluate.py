@@ -12,10 +12,10 @@ import json
 import os
 import sys
 
-from mobilellm_jax import runtime
-from mobilellm_jax.checkpointing import CheckpointError
+from mobilellm_jax.training import runtime
+from mobilellm_jax.training.checkpointing import CheckpointError
 from mobilellm_jax.data import DataError, load_tokenizer
-from mobilellm_jax.tracking import write_json
+from mobilellm_jax.training.tracking import write_json
 
 
 def main(argv=None) -> int:
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   runtime.prepare_process()  # compile cache: every run of one shape scores with the same programs
   from mobilellm_jax import evaluation  # pylint: disable=import-outside-toplevel
-  from mobilellm_jax.train import restore_for_eval, zeroshot_summary  # pylint: disable=import-outside-toplevel
+  from mobilellm_jax.training.loop import restore_for_eval, zeroshot_summary  # pylint: disable=import-outside-toplevel
   try:
     config, graphdef, params, step = restore_for_eval(args.workdir)
     tokenizer = load_tokenizer(config)

@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mobilellm_jax import runtime
-from mobilellm_jax.checkpointing import CheckpointError
+from mobilellm_jax.training import runtime
+from mobilellm_jax.training.checkpointing import CheckpointError
 from mobilellm_jax.data import DataError
 
 
@@ -28,7 +28,7 @@ def _load(args):
     if not spm.exists():
       raise DataError(f"{spm} not found: generate.py reads prompts with a SentencePiece model")
     return model_config, params, Tokenizer(spm), args.hf_dir
-  from mobilellm_jax.train import restore_for_eval  # pylint: disable=import-outside-toplevel
+  from mobilellm_jax.training.loop import restore_for_eval  # pylint: disable=import-outside-toplevel
   config, _, params, step = restore_for_eval(args.workdir)
   return config.model, params, load_tokenizer(config), f"{args.workdir} at step {step}"
 
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
   runtime.prepare_process()
-  from mobilellm_jax.generation import Generator, Sampling  # pylint: disable=import-outside-toplevel
+  from mobilellm_jax.model.generation import Generator, Sampling  # pylint: disable=import-outside-toplevel
   from mobilellm_jax.model import ModelArgs  # pylint: disable=import-outside-toplevel
   try:
     prompts = list(args.prompt)

@@ -14,7 +14,9 @@ import sys
 
 import jax
 
-from mobilellm_jax import accelerators, launch, runtime, sweeps
+from mobilellm_jax.accelerators import chips
+from mobilellm_jax.runner import launch, sweeps
+from mobilellm_jax.training import runtime
 from mobilellm_jax.configs import ConfigError
 from mobilellm_jax.data import DataError
 
@@ -66,7 +68,7 @@ def main(argv=None) -> int:
       if args.target:
         if args.target != "local":  # compile-only: no accelerator needed in this process
           jax.config.update("jax_platforms", "cpu")
-        target = accelerators.parse(args.target)
+        target = chips.parse(args.target)
       print(launch.format_dry_run(plan, module, target))
       return 0
     if not plan.runs:
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
             file=sys.stderr)
       return 2
     statuses = launch.execute(plan, backend=args.backend, restart=args.restart)
-  except (ConfigError, DataError, accelerators.TargetError) as error:
+  except (ConfigError, DataError, chips.TargetError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
   launch.finish(plan, module)

@@ -14,12 +14,12 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from mobilellm_jax import distributed, runtime
-from mobilellm_jax.checkpointing import CheckpointError
+from mobilellm_jax.training import distributed, runtime
+from mobilellm_jax.training.checkpointing import CheckpointError
 from mobilellm_jax.configs import ConfigError
 from mobilellm_jax.data import DataError
-from mobilellm_jax.launch import ensure_data
-from mobilellm_jax.train import train
+from mobilellm_jax.runner.launch import ensure_data
+from mobilellm_jax.training.loop import train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "mobilellm_jax/configs/base.py:cpu", "Config file, with ':<preset>'.",

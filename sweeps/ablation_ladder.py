@@ -3,8 +3,8 @@ baseline (FC-ReLU-FC, 12-layer style) -> + SwiGLU -> + deep and thin -> + embedd
 + GQA (wider to keep the size) -> + immediate layer sharing."""
 
 from mobilellm_jax.configs import get_config
-from mobilellm_jax.counting import param_counts
-from mobilellm_jax.sweeps import base_config, matched_model
+from mobilellm_jax.model.counting import param_counts
+from mobilellm_jax.runner.sweeps import base_config, matched_model
 
 DESCRIPTION = "each step of the paper's ladder, one change at a time"
 HEADLINE = "label"

@@ -1,7 +1,7 @@
 """The depth grid at several token budgets: does the best depth move deeper as tokens per
 parameter grow? (The paper trains ~2,000 tokens/param; a CPU affords ~1.)"""
 
-from mobilellm_jax.sweeps import base_config, matched_model
+from mobilellm_jax.runner.sweeps import base_config, matched_model
 
 DESCRIPTION = "depth x token budget at fixed parameters: where is the best depth at each budget?"
 HEADLINE = "num_layers"

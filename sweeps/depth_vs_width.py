@@ -1,6 +1,6 @@
 """Depth vs width at a fixed parameter budget (the paper's Section 2.2.2 / Fig. 4)."""
 
-from mobilellm_jax.sweeps import base_config, matched_model
+from mobilellm_jax.runner.sweeps import base_config, matched_model
 
 DESCRIPTION = "parameter-matched depths at one budget: does deep-and-thin beat wide-and-shallow?"
 HEADLINE = "num_layers"

@@ -1,8 +1,8 @@
 """Embedding sharing (the paper at 125M: 30 layers untied 135M 44.8; tied 119M 44.6; tied + 32
 layers 125M 45.0): untied N layers / tied N layers / tied with the saved parameters spent on depth."""
 
-from mobilellm_jax.counting import param_counts
-from mobilellm_jax.sweeps import base_config
+from mobilellm_jax.model.counting import param_counts
+from mobilellm_jax.runner.sweeps import base_config
 
 DESCRIPTION = "untied / tied / tied + the saved parameters spent on more layers"
 HEADLINE = "label"

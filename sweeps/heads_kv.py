@@ -1,7 +1,7 @@
 """Query heads and KV heads at a fixed size (the paper: 16 query heads of 64 best; 16 -> 4 KV
 heads about neutral at 125M). Fewer KV heads free parameters; the FFN takes them back."""
 
-from mobilellm_jax.sweeps import base_config, matched_model
+from mobilellm_jax.runner.sweeps import base_config, matched_model
 
 DESCRIPTION = "query heads x KV heads at fixed parameters (FFN absorbs the difference)"
 HEADLINE = "label"

@@ -2,7 +2,7 @@
 none 49.6 / immediate 50.2 / repeat-all 50.7 / reverse 50.1)."""
 
 from mobilellm_jax.configs import get_config
-from mobilellm_jax.sweeps import base_config
+from mobilellm_jax.runner.sweeps import base_config
 
 DESCRIPTION = "none / immediate / repeat_all / reverse at 2 repeats: same parameters, 2x depth"
 HEADLINE = "label"

@@ -3,7 +3,7 @@ shallowest, a middle and the deepest depth of the cpu depth grid, all at the sam
 tokens. The paper uses one learning rate for every shape; a recipe that favours one end of the grid
 would decide the depth-vs-width verdict by itself."""
 
-from mobilellm_jax.sweeps import base_config, matched_model
+from mobilellm_jax.runner.sweeps import base_config, matched_model
 
 DESCRIPTION = "peak LR x init scheme at the grid's shallowest, middle and deepest depth"
 HEADLINE = "label"

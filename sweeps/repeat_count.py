@@ -2,7 +2,7 @@
 diminishing returns)."""
 
 from mobilellm_jax.configs import get_config
-from mobilellm_jax.sweeps import base_config
+from mobilellm_jax.runner.sweeps import base_config
 
 DESCRIPTION = "immediate sharing with each block run 1-4 times: same parameters, deeper compute"
 HEADLINE = "share_repeats"

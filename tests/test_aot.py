@@ -9,16 +9,17 @@ import pytest
 
 from flax import nnx
 
-from mobilellm_jax import (accelerators, aot, attention, fit_report, fit_search, flops, sharding,
-                           target, train_step)
+from mobilellm_jax.accelerators import aot, chips, fit_report, fit_search, peaks
+from mobilellm_jax.ops import attention
+from mobilellm_jax.training import sharding, step as train_step, target
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.model import build_model
-from mobilellm_jax.optim import make_optimizer
+from mobilellm_jax.training.optim import make_optimizer
 
 
 @pytest.fixture(scope="module")
 def v5e_2x2():
-  return accelerators.parse("tpu:v5e:2x2")
+  return chips.parse("tpu:v5e:2x2")
 
 
 def smoke(**overrides):
@@ -40,7 +41,7 @@ def test_one_process_compiles_the_cpu_kernels_for_cpu_targets_only(v5e_2x2):
   config = smoke(**{"train.mesh_data": 4})
   kernel = 'custom_call_target="mobilellm_'
   for spec, expected in (("cpu:4", True), ("tpu:v5e:2x2", False)):
-    reports = aot.compile_steps(config, accelerators.parse(spec), steps=("eval",), keep_hlo=True)
+    reports = aot.compile_steps(config, chips.parse(spec), steps=("eval",), keep_hlo=True)
     assert (kernel in reports["eval"].hlo) == expected, spec
 
 
@@ -51,38 +52,39 @@ def test_parse_names_every_bad_target():
                         ("gpu:v100x8", r"expected gpu:<h100\|h200\|a100>x<GPUs>"),
                         ("gpu:h100x12", "whole hosts of 8"),
                         ("tpu", "expected one of")):
-    with pytest.raises(accelerators.TargetError, match=message):
-      accelerators.parse(spec)
-  assert accelerators.parse("tpu:v4:2x2x2").num_chips == 8  # one device per chip (megacore)
-  assert accelerators.parse("cpu:8").platform == "cpu"
+    with pytest.raises(chips.TargetError, match=message):
+      chips.parse(spec)
+  assert chips.parse("tpu:v4:2x2x2").num_chips == 8  # one device per chip (megacore)
+  assert chips.parse("cpu:8").platform == "cpu"
 
 
 @pytest.mark.parametrize("generation,topology",
                          [("v4", "2x2x1"), ("v5e", "2x2"), ("v5p", "2x2x1"), ("v6e", "2x2")])
 def test_every_tpu_target_has_its_datasheet_under_the_device_kind_jax_reports(
     generation, topology, monkeypatch):
-  """--target local and the trainer's MFU (flops.py) find the chip by the device kind JAX reports
-  ('TPU v5 lite' for v5e, 'TPU v5' for v5p); the compile-only devices report the same kinds."""
+  """--target local and the trainer's MFU (accelerators/peaks.py) find the chip by the device
+  kind JAX reports ('TPU v5 lite' for v5e, 'TPU v5' for v5p); the compile-only devices report the
+  same kinds."""
   spec = f"tpu:{generation}:{topology}"
-  slice_ = accelerators.parse(spec)
-  chip = accelerators.TPU_CHIPS[generation]
+  slice_ = chips.parse(spec)
+  chip = chips.TPU_CHIPS[generation]
   assert slice_.chip is chip and chip.peak_flops > 1e14 and chip.hbm_bytes >= 16 * 1024 ** 3
   kind = slice_.devices[0].device_kind
-  assert accelerators.chip_of_kind(kind) is chip, kind
+  assert chips.chip_of_kind(kind) is chip, kind
   monkeypatch.setattr(jax, "local_devices", lambda *args, **kwargs: list(slice_.devices))
   monkeypatch.setattr(jax, "local_device_count", lambda *args, **kwargs: len(slice_.devices))
-  peak, source = flops.machine_peak_flops()
+  peak, source = peaks.machine_peak_flops()
   assert peak == 4 * chip.peak_flops and kind in source
 
 
 def test_gpu_device_kinds_match_whole_model_names():
-  chips = accelerators.GPU_CHIPS
+  gpu_chips = chips.GPU_CHIPS
   for kind, name in (("NVIDIA H100 80GB HBM3", "H100"), ("NVIDIA H200", "H200"),
                      ("NVIDIA A100-SXM4-80GB", "A100"), ("NVIDIA A10", "A10"),
                      ("NVIDIA L4", "L4")):
-    assert accelerators.chip_of_kind(kind) is chips[name], kind
-  assert accelerators.chip_of_kind("NVIDIA L40S") is None  # not an L4
-  assert accelerators.chip_of_kind("TPU v9") is None
+    assert chips.chip_of_kind(kind) is gpu_chips[name], kind
+  assert chips.chip_of_kind("NVIDIA L40S") is None  # not an L4
+  assert chips.chip_of_kind("TPU v9") is None
 
 
 _CUDA_COMPILER = importlib.util.find_spec("jax_cuda12_plugin") is not None
@@ -94,15 +96,15 @@ def test_a_gpu_target_compiles_with_the_cuda_compiler_or_says_what_to_install():
   compiles for GPUs this host does not have, and memory_analysis() against the GPU's memory is
   the fit verdict (the GPU compiler refuses nothing)."""
   if not _CUDA_COMPILER:
-    with pytest.raises(accelerators.TargetError,
+    with pytest.raises(chips.TargetError,
                        match=rf"pip install 'jax\[cuda12\]=={jax.__version__}'"):
-      accelerators.parse("gpu:h100x8")
+      chips.parse("gpu:h100x8")
     return
-  gpus = accelerators.parse("gpu:h100x16")
+  gpus = chips.parse("gpu:h100x16")
   assert gpus.platform == "gpu" and gpus.num_chips == 16
-  assert gpus.chip is accelerators.GPU_CHIPS["H100"]
-  assert accelerators.chip_of_kind(gpus.devices[0].device_kind) is gpus.chip
-  reports = aot.compile_steps(smoke(**{"train.mesh_data": 2}), accelerators.parse("gpu:h100x2"),
+  assert gpus.chip is chips.GPU_CHIPS["H100"]
+  assert chips.chip_of_kind(gpus.devices[0].device_kind) is gpus.chip
+  reports = aot.compile_steps(smoke(**{"train.mesh_data": 2}), chips.parse("gpu:h100x2"),
                               keep_hlo=True)
   train = reports["train"]
   assert train.fits and train.memory.total < 1e9 and train.limit_bytes == 80e9
@@ -169,7 +171,7 @@ ENTRY %main (p.0: f32[8,64]) -> f32[128,2048] {
 def test_fsdp_reduce_scatters_every_weight_gradient_onto_its_shards(v5e_2x2):
   """Under fsdp each weight's gradient, summed over every device's batch rows, is reduced onto
   the weight's shards: no weight gradient is all-reduced whole. The q/k/v projections share one
-  concatenated matmul whose gradient feeds three parameters (model.py constrains its layout,
+  concatenated matmul whose gradient feeds three parameters (model/decoder.py constrains its layout,
   sharding.constrain_gradient). Wide enough that the TPU compiler reduce-scatters rather than
   all-reduces and slices (it does the latter for the smoke preset's few-KB gradients and, even
   when asked for a reduce-scatter, over 16-device groups); the 1-D norm scales it all-reduces

@@ -6,7 +6,7 @@ import re
 
 import jax
 
-from mobilellm_jax import compile_cache
+from mobilellm_jax.training import compile_cache
 
 
 def test_default_directory_is_per_cpu_under_the_users_cache():

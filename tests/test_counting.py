@@ -9,8 +9,8 @@ import pytest
 from flax import nnx
 
 from mobilellm_jax.configs import get_config
-from mobilellm_jax.counting import (ShapeRules, effective_depth, flops_per_token, param_counts,
-                                    solve_width)
+from mobilellm_jax.model.counting import (ShapeRules, effective_depth, flops_per_token,
+                                          param_counts, solve_width)
 from mobilellm_jax.model import build_model
 
 PAPER = {  # ../shared/PAPER.md: exact totals with tied embeddings, and non-embedding counts
@@ -112,7 +112,7 @@ def test_solver_deeper_means_thinner():
 
 
 def test_counting_cli_json():
-  out = subprocess.run([sys.executable, "-m", "mobilellm_jax.counting", "--preset",
+  out = subprocess.run([sys.executable, "-m", "mobilellm_jax.model.counting", "--preset",
                         "mobilellm_125m_ls", "--json"], capture_output=True, text=True, check=True)
   result = json.loads(out.stdout)
   assert result["params"] == 124_635_456 and result["non_embedding_params"] == 106_203_456
@@ -121,6 +121,6 @@ def test_counting_cli_json():
 
 
 def test_counting_cli_rejects_unknown_preset():
-  out = subprocess.run([sys.executable, "-m", "mobilellm_jax.counting", "--preset", "nope"],
+  out = subprocess.run([sys.executable, "-m", "mobilellm_jax.model.counting", "--preset", "nope"],
                        capture_output=True, text=True)
   assert out.returncode == 2 and "known presets" in out.stderr

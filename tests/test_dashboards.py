@@ -11,7 +11,8 @@ import socket
 import pytest
 
 from experiments import launch as launch_cli
-from mobilellm_jax import dashboards, launch, summary_run, sweeps, tracking, wandb_offline
+from mobilellm_jax.runner import launch, sweeps
+from mobilellm_jax.training import dashboards, summary_run, tracking, wandb_offline
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.data.testing import build_tiny_corpus
 

@@ -12,7 +12,7 @@ import torch
 import transformers
 from flax import nnx
 
-from mobilellm_jax import generation
+from mobilellm_jax.model import generation
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.hf import read_directory, write_directory
 from mobilellm_jax.model import build_model

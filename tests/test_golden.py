@@ -49,7 +49,7 @@ def _config(case: str, data_dir: str | None):
 
 def losses_of(case: str, tiny_data_dir: str, workdir: str) -> list[float]:
   """Per-step training losses of `case`; the cpu case reads the prepared embedded corpus."""
-  from mobilellm_jax.train import train
+  from mobilellm_jax.training.loop import train
   train(_config(case, None if case == "cpu" else tiny_data_dir), workdir)
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return [line["loss"] for line in map(json.loads, f) if "loss" in line]

@@ -15,11 +15,11 @@ from experiments.generate import main as generate_main
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.data import Tokenizer
 from mobilellm_jax.data.testing import build_tiny_corpus, synthetic_documents
-from mobilellm_jax.generation import Generator
+from mobilellm_jax.model.generation import Generator
 from mobilellm_jax.hf import init_from_hf
 from mobilellm_jax.hf.__main__ import main as hf_main
 from mobilellm_jax.model import ModelArgs
-from mobilellm_jax.train import restore_for_eval, train
+from mobilellm_jax.training.loop import restore_for_eval, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

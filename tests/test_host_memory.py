@@ -4,13 +4,13 @@ import os
 import subprocess
 import sys
 
-from mobilellm_jax import host_memory
+from mobilellm_jax.training import host_memory
 
 _FAULTS = """
 import resource, sys
 import jax.numpy as jnp
 if sys.argv[1] == "1":
-  from mobilellm_jax import runtime
+  from mobilellm_jax.training import runtime
   runtime.prepare_process(kernels=False)
 f = lambda x: (x * 2.0).sum()
 x = jnp.ones((4096, 4096))
@@ -51,7 +51,7 @@ def test_reused_buffers_do_not_fault_again():
 _KEPT = """
 import ctypes, sys
 if sys.argv[1] == "1":
-  from mobilellm_jax import runtime
+  from mobilellm_jax.training import runtime
   runtime.prepare_process(kernels=False)
 def rss():
   return int(open("/proc/self/statm").read().split()[1]) * 4096

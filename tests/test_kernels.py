@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mobilellm_jax import attention, dense, feedforward, losses, native, norm
+from mobilellm_jax.ops import attention, dense, feedforward, losses, native, norm
 
 
 def _max_rel_err(a, b):
@@ -331,7 +331,7 @@ def test_step_compiler_options_keep_matmuls_in_ynnpack_and_take_reductions_out()
   """train_step.compiler_options() (the trainer's jit) leaves XLA:CPU's matmuls to YNNPACK, its
   fast path, and runs reductions as XLA's own loops (YNNPACK's are slower in the scan:
   docs/performance.md)."""
-  from mobilellm_jax import train_step
+  from mobilellm_jax.training import step as train_step
   x, w = _random((512, 96), 0), _random((96, 96), 1)
   text = jax.jit(lambda x, w: (jnp.sum(x * x, axis=-1), x @ w),
                  compiler_options=train_step.compiler_options()).lower(x, w).compile().as_text()

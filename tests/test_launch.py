@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from mobilellm_jax import launch, sweeps
+from mobilellm_jax.runner import launch, sweeps
 from mobilellm_jax.configs import ConfigError
 from mobilellm_jax.data.testing import build_tiny_corpus
 from experiments import launch as launch_cli
@@ -93,7 +93,7 @@ def test_bad_input_is_a_clear_error(argv, needle, capsys):
 
 def test_sweep_file_with_invalid_config_fails_before_training(tmp_path, monkeypatch, capsys):
   (tmp_path / "broken.py").write_text(
-      "from mobilellm_jax.sweeps import base_config\n"
+      "from mobilellm_jax.runner.sweeps import base_config\n"
       "def get_runs(scale):\n"
       "  config = base_config(scale)\n"
       "  config.model.num_kv_heads = 3\n"
@@ -142,7 +142,7 @@ def test_smoke_sweep_end_to_end_then_relaunch_skips(data_dir, tmp_path, capsys):
 
 
 def test_failed_run_is_recorded_and_the_sweep_goes_on(data_dir, tmp_path, monkeypatch, capsys):
-  import mobilellm_jax.train as train_module
+  import mobilellm_jax.training.loop as train_module
   real_train = train_module.train
 
   def flaky_train(config, workdir, devices=None, restart=False):

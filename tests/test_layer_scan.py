@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from mobilellm_jax import layer_scan
+from mobilellm_jax.ops import layer_scan
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.model import build_model
 

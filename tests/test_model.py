@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mobilellm_jax import sharding, train_step
+from mobilellm_jax.training import sharding, step as train_step
 from mobilellm_jax.configs import ConfigError, get_config, validate_model
 from mobilellm_jax.model import ModelArgs, build_model
-from mobilellm_jax.schedule import layer_passes, layer_schedule
+from mobilellm_jax.model.sharing import layer_passes, layer_schedule
 
 TOKENS = jnp.asarray(np.random.default_rng(0).integers(0, 256, size=(4, 16)))
 STRATEGIES = [("none", 1), ("immediate", 2), ("repeat_all", 2), ("reverse", 2), ("reverse", 3),

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from mobilellm_jax import optim
+from mobilellm_jax.training import optim
 from mobilellm_jax.configs import get_config
 
 

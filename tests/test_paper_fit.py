@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from mobilellm_jax import paper_fit
+from mobilellm_jax.accelerators import paper_fit
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

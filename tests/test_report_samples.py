@@ -12,7 +12,7 @@ import pytest
 from mobilellm_jax.analysis import report, samples
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.data.testing import build_tiny_corpus
-from mobilellm_jax.train import train
+from mobilellm_jax.training.loop import train
 
 SECTION = "# Samples: the best and the worst run"
 

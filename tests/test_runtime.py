@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mobilellm_jax import runtime
+from mobilellm_jax.training import runtime
 from mobilellm_jax.configs import ConfigError, get_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,8 +20,8 @@ def hook(event, args):
   if event == "ctypes.dlopen" or event == "subprocess.Popen":
     events.append((event, str(args)[:200]))
 sys.addaudithook(hook)
-import mobilellm_jax, mobilellm_jax.model, mobilellm_jax.counting, mobilellm_jax.train
-import mobilellm_jax.launch, mobilellm_jax.generation
+import mobilellm_jax, mobilellm_jax.model, mobilellm_jax.model.counting, mobilellm_jax.training.loop
+import mobilellm_jax.runner.launch, mobilellm_jax.model.generation
 print(repr(events))
 """
 
@@ -69,7 +69,7 @@ def test_a_bad_config_flag_ends_in_one_error_line(flag, message, tmp_path):
 
 
 def test_a_workdir_that_is_a_file_is_refused_before_anything_is_written(tmp_path):
-  from mobilellm_jax.train import train  # pylint: disable=import-outside-toplevel
+  from mobilellm_jax.training.loop import train  # pylint: disable=import-outside-toplevel
   path = tmp_path / "notes.txt"
   path.write_text("keep me")
   with pytest.raises(ConfigError, match="is a file"):
@@ -78,7 +78,7 @@ def test_a_workdir_that_is_a_file_is_refused_before_anything_is_written(tmp_path
 
 
 def test_json_written_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
-  from mobilellm_jax.tracking import write_json  # pylint: disable=import-outside-toplevel
+  from mobilellm_jax.training.tracking import write_json  # pylint: disable=import-outside-toplevel
   path = tmp_path / "summary.json"
   write_json(str(path), {"val_loss": 4.5})
 

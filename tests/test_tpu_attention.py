@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from jax.sharding import AxisType, NamedSharding
 
-from mobilellm_jax import accelerators, aot, attention, fit_search, sharding, target, tpu_attention
+from mobilellm_jax.accelerators import aot, chips, fit_search
+from mobilellm_jax.ops import attention, tpu_attention
+from mobilellm_jax.training import sharding, target
 from mobilellm_jax.configs import ConfigError, get_config, validate_platform
 
 
@@ -114,7 +116,7 @@ def test_tiles_are_whole_lanes_and_shrink_to_short_sequences():
 
 @pytest.fixture(scope="module")
 def v5e_2x2():
-  return accelerators.parse("tpu:v5e:2x2")
+  return chips.parse("tpu:v5e:2x2")
 
 
 @pytest.mark.slow

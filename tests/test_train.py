@@ -11,11 +11,11 @@ import time
 import jax
 import pytest
 
-from mobilellm_jax.checkpointing import CheckpointError
+from mobilellm_jax.training.checkpointing import CheckpointError
 from mobilellm_jax.configs import ConfigError, get_config
 from mobilellm_jax.data import DataError
 from mobilellm_jax.data.testing import build_tiny_corpus
-from mobilellm_jax.train import NonFiniteLossError, train
+from mobilellm_jax.training.loop import NonFiniteLossError, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -250,7 +250,7 @@ def test_throughput_counts_the_steps_before_an_eval_and_not_the_eval(data_dir, t
                                                                     monkeypatch):
   """Each batch takes 0.3 s to arrive and each eval 1 s: the step time logged after an eval
   (eval_every not a multiple of log_every) is ~0.3 s, neither diluted nor inflated."""
-  import mobilellm_jax.train as train_module  # pylint: disable=import-outside-toplevel
+  import mobilellm_jax.training.loop as train_module  # pylint: disable=import-outside-toplevel
   make_iterator, evaluator_call = train_module.make_train_iterator, train_module._Evaluator.__call__
 
   def slow_batches(*args, **kwargs):

@@ -30,9 +30,9 @@ def generate(run_dir: str, prompts=PROMPTS, **settings) -> dict:
   {'prompts', 'texts' (prompt + continuation, one per prompt), 'step', and the settings}."""
   # Deferred: loading a sweep's tables must not pull in the model and the trainer.
   from mobilellm_jax.data import load_tokenizer  # pylint: disable=import-outside-toplevel
-  from mobilellm_jax.generation import Generator, Sampling  # pylint: disable=import-outside-toplevel
+  from mobilellm_jax.model.generation import Generator, Sampling  # pylint: disable=import-outside-toplevel
   from mobilellm_jax.model import ModelArgs  # pylint: disable=import-outside-toplevel
-  from mobilellm_jax.train import restore_for_eval  # pylint: disable=import-outside-toplevel
+  from mobilellm_jax.training.loop import restore_for_eval  # pylint: disable=import-outside-toplevel
   settings = SETTINGS | settings
   config, _, params, step = restore_for_eval(run_dir)
   tokenizer = load_tokenizer(config)

@@ -14,7 +14,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.preset = preset  # Which preset these values started from (recorded, not used).
 
-  # --- model: the decoder (mobilellm_jax/model.py) -------------------------------------------
+  # --- model: the decoder (mobilellm_jax/model/decoder.py) -----------------------------------
   m = config.model = ml_collections.ConfigDict()
   m.vocab_size = 4096  # Tokenizer vocabulary; must match the tokenizer in use.
   m.dim = 128  # Residual stream width (d_model).
@@ -35,7 +35,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
   m.compute_dtype = "float32"  # Matmul/activation dtype: 'float32' | 'bfloat16' (norms, softmax and loss stay f32).
   m.scan_layers = True  # Scan over unique blocks (compile time flat in depth); False unrolls (same numbers).
   m.unroll_max_depth = 12  # With scan_layers, stacks of at most this many effective layers are unrolled anyway (faster, docs/performance.md); 0 = always scan.
-  m.attention = "auto"  # 'auto' (CPU: fused_cpu, GPU: cudnn, TPU: pallas_tpu, where they run) | 'fused_cpu' | 'blocked' | 'xla' | 'cudnn' | 'pallas_tpu' (attention.py).
+  m.attention = "auto"  # 'auto' (CPU: fused_cpu, GPU: cudnn, TPU: pallas_tpu, where they run) | 'fused_cpu' | 'blocked' | 'xla' | 'cudnn' | 'pallas_tpu' (ops/attention.py).
   m.attention_block = 64  # 'blocked': query positions per block (each block skips the keys after it).
   m.remat = "none"  # Rematerialise each block in the backward pass: 'none' | 'full' | 'dots' (save matmuls).
 

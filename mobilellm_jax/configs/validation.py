@@ -115,7 +115,7 @@ def validate_platform(config: ml_collections.ConfigDict, platform: str) -> None:
   """Raises ConfigError when a model setting cannot run on `platform` ('cpu', 'gpu', 'tpu'): an
   attention kernel for another platform, dtype or head size. train() calls it before anything
   is initialised or written."""
-  from mobilellm_jax import attention  # pylint: disable=import-outside-toplevel  (imports jax)
+  from mobilellm_jax.ops import attention  # pylint: disable=import-outside-toplevel  (imports jax)
   m = config.model
   try:
     attention.resolve(m.attention, m.compute_dtype, m.dim // m.num_heads, platform=platform)

@@ -47,7 +47,7 @@ def main(argv=None) -> int:
   imported.add_argument("--hf_dir", required=True, help="a Hugging Face Llama directory")
   imported.add_argument("--preset", default="cpu", help="preset for the non-architecture fields")
   args = parser.parse_args(argv)
-  from mobilellm_jax.checkpointing import CheckpointError  # pylint: disable=import-outside-toplevel
+  from mobilellm_jax.training.checkpointing import CheckpointError  # pylint: disable=import-outside-toplevel
   from mobilellm_jax.data import DataError  # pylint: disable=import-outside-toplevel
   try:
     (_export if args.command == "export" else _import)(args)

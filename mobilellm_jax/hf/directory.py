@@ -19,7 +19,7 @@ from mobilellm_jax.hf import tokenizer as hf_tokenizer
 from mobilellm_jax.hf.weights import (SharingMismatch, hf_config_dict, params_from_state_dict,
                                       state_dict_from_params)
 from mobilellm_jax.model import ModelArgs
-from mobilellm_jax.schedule import layer_schedule
+from mobilellm_jax.model.sharing import layer_schedule
 
 WEIGHTS = "model.safetensors"
 # Text the export encodes with both tokenizers before it returns.

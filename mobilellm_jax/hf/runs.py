@@ -15,7 +15,7 @@ def export_run(workdir, out_dir) -> dict:
   """Writes the run's newest checkpoint and tokenizer as a Hugging Face Llama directory;
   returns {'step', 'out', 'layers'} (layers: the expanded Llama's)."""
   from mobilellm_jax.data import load_tokenizer  # pylint: disable=import-outside-toplevel
-  from mobilellm_jax.train import restore_for_eval  # pylint: disable=import-outside-toplevel
+  from mobilellm_jax.training.loop import restore_for_eval  # pylint: disable=import-outside-toplevel
   config, _, params, step = restore_for_eval(str(workdir))
   tokenizer = load_tokenizer(config)
   args = ModelArgs.from_config(config.model)

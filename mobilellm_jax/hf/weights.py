@@ -12,7 +12,7 @@ import numpy as np
 from flax import nnx
 
 from mobilellm_jax.model import ModelArgs
-from mobilellm_jax.schedule import layer_schedule
+from mobilellm_jax.model.sharing import layer_schedule
 
 
 class SharingMismatch(ValueError):
