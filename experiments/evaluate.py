@@ -4,7 +4,8 @@ and test splits, and zero-shot accuracy on the paper's tasks.
     python experiments/evaluate.py --workdir runs/depth_vs_width/L8-d128-h4kv4-share_none-s0
     python experiments/evaluate.py --workdir RUN --tasks arc_easy,piqa --limit 200
 
-Writes RUN/eval.json and adds the zero-shot results to RUN/summary.json (the sweep tables read it).
+Prepares the zero-shot tasks on first use. Writes RUN/eval.json and adds the zero-shot results
+to RUN/summary.json (the sweep tables read it).
 """
 
 import argparse
@@ -33,6 +34,8 @@ def main(argv=None) -> int:
     config, graphdef, params, step = restore_for_eval(args.workdir)
     tokenizer = load_tokenizer(config)
     config.eval.tasks, config.eval.max_examples = args.tasks, args.limit
+    if args.tasks.strip() and not evaluation.tasks_prepared(config.data.data_dir or None):
+      evaluation.prepare_tasks(config.data.data_dir or None)  # first use, as the launcher does
     result = {"step": step}
     for split in filter(None, args.splits.split(",")):
       result[split] = evaluation.perplexity((graphdef, params), config, split=split)

@@ -13,6 +13,7 @@ import importlib
 _EXPORTS = {
     "TASKS": "tasks", "LICENSES": "tasks", "Question": "tasks", "load_task": "tasks",
     "prepare_tasks": "tasks",
+    "tasks_prepared": "tasks",
     "evaluate_zeroshot": "zeroshot", "question_metrics": "zeroshot",
     "zeroshot_from_config": "zeroshot",
     "loglikelihoods": "scoring",

