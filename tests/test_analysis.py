@@ -183,6 +183,7 @@ def test_param_budgets_cluster_matched_counts():
 
 # --- scaling-law fits ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_power_law_fit_recovers_known_parameters():
   rng = np.random.default_rng(0)
   n = np.repeat(np.geomspace(1e5, 1e8, 8), 3)

@@ -72,6 +72,7 @@ def test_notebook_is_stored_executed_on_the_committed_results(name):
     ("layer_sharing", "**repeat_count**"),
     ("scaling_fits", "N^-0.3"),
 ])
+@pytest.mark.slow
 def test_notebook_runs_and_ends_in_a_verdict(executed, name, expected):
   notebook = executed[name]
   errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs

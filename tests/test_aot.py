@@ -37,6 +37,8 @@ def test_the_platform_is_the_compile_targets_not_the_process(v5e_2x2):
   assert attention.resolve("auto", jnp.float32, 64) == "fused_cpu"
 
 
+@pytest.mark.hlo_text
+@pytest.mark.slow
 def test_one_process_compiles_the_cpu_kernels_for_cpu_targets_only(v5e_2x2):
   config = smoke(**{"train.mesh_data": 4})
   kernel = 'custom_call_target="mobilellm_'
@@ -90,6 +92,7 @@ def test_gpu_device_kinds_match_whole_model_names():
 _CUDA_COMPILER = importlib.util.find_spec("jax_cuda12_plugin") is not None
 
 
+@pytest.mark.hlo_text
 @(pytest.mark.slow if _CUDA_COMPILER else lambda test: test)  # slow only when it compiles
 def test_a_gpu_target_compiles_with_the_cuda_compiler_or_says_what_to_install():
   """The CUDA compiler is an optional install (jax[cuda12], ~5.5 GB); with it, --target gpu:...
@@ -126,6 +129,8 @@ def _gathers_whole_batch(hlo: str, batch: int, length: int) -> list:
   return found
 
 
+@pytest.mark.hlo_text
+@pytest.mark.slow
 @pytest.mark.parametrize("mesh", [(4, 1, 1), (1, 2, 2)], ids=["data4", "fsdp2xtensor2"])
 def test_smoke_steps_compile_for_a_tpu_slice_with_the_collectives_their_mesh_implies(
     v5e_2x2, mesh):
@@ -168,6 +173,8 @@ ENTRY %main (p.0: f32[8,64]) -> f32[128,2048] {
       ("all-reduce", "f32", ()), ("reduce-scatter", "f32", (128, 2048))]
 
 
+@pytest.mark.hlo_text
+@pytest.mark.slow
 def test_fsdp_reduce_scatters_every_weight_gradient_onto_its_shards(v5e_2x2):
   """Under fsdp each weight's gradient, summed over every device's batch rows, is reduced onto
   the weight's shards: no weight gradient is all-reduced whole. The q/k/v projections share one
@@ -223,6 +230,7 @@ def test_an_over_large_config_does_not_fit_and_the_search_finds_one_that_does(v5
   assert "fits with: --config.train.mesh_data=1 --config.train.mesh_fsdp=4" in text
 
 
+@pytest.mark.slow
 def test_the_launchers_dry_run_shows_each_runs_fit_on_a_target(capsys):
   from experiments import launch as launch_cli  # pylint: disable=import-outside-toplevel
   argv = ["--sweep", "depth_vs_width", "--scale", "smoke", "--only", "L1-*"]

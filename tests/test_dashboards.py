@@ -80,6 +80,7 @@ def _run_dirs(sweep_dir):
   return sorted(os.path.dirname(p) for p in glob.glob(os.path.join(sweep_dir, "*", "summary.json")))
 
 
+@pytest.mark.slow
 def test_training_runs_plot_against_tokens_with_last_and_min_and_flat_config(sweep_dir):
   run_dirs = _run_dirs(sweep_dir)
   assert len(run_dirs) == 3
@@ -112,6 +113,7 @@ def test_training_runs_plot_against_tokens_with_last_and_min_and_flat_config(swe
     assert c["model"]["num_layers"] == summary["num_layers"]  # the nested config is kept too
 
 
+@pytest.mark.slow
 def test_summary_run_holds_the_table_the_plots_the_verdicts_and_the_report(sweep_dir):
   run = wandb_offline.read_run(os.path.join(sweep_dir, "wandb"))
   assert run.finished and (run.job_type, run.group) == ("analysis", SWEEP)
@@ -143,6 +145,7 @@ def test_summary_run_holds_the_table_the_plots_the_verdicts_and_the_report(sweep
   assert {"REPORT.md", "results.csv", f"{SWEEP}.png"} <= set(report["files"])
 
 
+@pytest.mark.slow
 def test_finishing_again_updates_the_summary_run_instead_of_adding_one(sweep_dir):
   run_id = wandb_offline.read_run(os.path.join(sweep_dir, "wandb")).run_id
   before = glob.glob(os.path.join(sweep_dir, "wandb", "offline-run-*"))
@@ -202,6 +205,7 @@ def test_a_study_without_a_numeric_axis_gets_bars(no_network):
   assert (bars["groupBy"], bars["groupAgg"], bars["groupArea"]) == ("label.value", "mean", "stddev")
 
 
+@pytest.mark.slow
 def test_the_kept_workspace_is_published_by_one_command_and_then_updated(sweep_dir, no_network,
                                                                          monkeypatch):
   import wandb_workspaces.workspaces as ws

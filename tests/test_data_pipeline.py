@@ -175,6 +175,7 @@ def test_tfds_streaming_path_on_a_real_array_record_dataset(config):
   assert next(make_train_iterator(config))["inputs"].shape == (2, 32)
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_batches_and_state(config):
   reference = _take(make_train_iterator(config), 6)
   config.data.num_workers = 1

@@ -41,6 +41,7 @@ def _nll_per_token(model, inputs_BxL, targets_BxL):
   return -np.take_along_axis(logp, np.asarray(targets_BxL)[..., None], -1)[..., 0]
 
 
+@pytest.mark.slow
 def test_perplexity_equals_the_mean_loss_of_the_eval_batches(setup):
   config, _, model, _ = setup
   result = perplexity(model, config, split="validation", max_batches=3)

@@ -98,6 +98,7 @@ def _reference(model, requests, max_len):
   return np.asarray(out)
 
 
+@pytest.mark.slow
 def test_padding_and_batching_do_not_change_scores(setup):
   _, tokenizer, model, root = setup
   _, _, encoded = _fixture_requests(tokenizer, root)
@@ -148,6 +149,7 @@ def _hf_scores(model, requests, max_len):
   return np.asarray(out)
 
 
+@pytest.mark.slow
 def test_loglikelihoods_and_accuracies_match_hugging_face(setup):
   _, tokenizer, model, root = setup
   questions, _, encoded = _fixture_requests(tokenizer, root)

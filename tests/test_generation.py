@@ -40,6 +40,7 @@ def _model(strategy, repeats, tie):
   return model, params, generation.Generator(params, model.args)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy,repeats,tie", CASES)
 def test_cached_decoding_matches_full_forward(strategy, repeats, tie):
   model, params, generator = _model(strategy, repeats, tie)
@@ -116,6 +117,7 @@ def test_import_of_edited_copies_falls_back_to_unshared(tmp_path):
   assert imported["blocks"]["ffn"]["w_up_DxF"].shape[0] == 4
 
 
+@pytest.mark.slow
 def test_eos_stops_a_row_and_pads_it():
   model, _, generator = _model("immediate", 2, True)
   free = generator(PROMPTS, max_new_tokens=10)
@@ -144,6 +146,7 @@ def test_sampling_cuts():
   assert draw(temperature=0.0) == {0}
 
 
+@pytest.mark.slow
 def test_sampled_tokens_come_from_the_top_k():
   model, _, generator = _model("reverse", 2, False)
   sampled = generator(PROMPTS, max_new_tokens=12, seed=3,
@@ -159,6 +162,8 @@ def test_sampled_tokens_come_from_the_top_k():
       assert token in np.argsort(logits[row, step])[-3:]
 
 
+@pytest.mark.hlo_text
+@pytest.mark.slow
 def test_mesh_with_sharded_batch_gives_single_device_tokens():
   model, params, single = _model("immediate", 2, True)
   mesh = jax.make_mesh((8, 1, 1), ("data", "fsdp", "tensor"),

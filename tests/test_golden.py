@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
+
 if __name__ == "__main__":  # one device, and the compiler settings of the test run (conftest.py)
   os.environ["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
   os.environ["JAX_PLATFORMS"] = "cpu"
@@ -63,6 +65,7 @@ def _pins_of_this_tree() -> dict:
             for case in CASES}
 
 
+@pytest.mark.slow
 def test_first_losses_are_unchanged():
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   out = subprocess.run([sys.executable, os.path.abspath(__file__), "--json"], env=env,

@@ -21,6 +21,9 @@ from mobilellm_jax.hf.__main__ import main as hf_main
 from mobilellm_jax.model import ModelArgs
 from mobilellm_jax.training.loop import restore_for_eval, train
 
+# Every test here trains and exports or samples a run first.
+pytestmark = pytest.mark.slow
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Where SentencePiece's dummy prefix, byte fallback and the '\n' piece could go wrong.

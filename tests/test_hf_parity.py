@@ -31,6 +31,7 @@ def _hf_logits(model, tokens):
 TOKENS = np.random.default_rng(0).integers(0, 97, size=(2, 24))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tie", [True, False])
 def test_unshared_logits_match_hf(tie):
   model = build_model(_model_config(tie_embeddings=tie), seed=1)

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from mobilellm_jax.training import host_memory
 
 _FAULTS = """
@@ -39,6 +41,7 @@ def _run(script: str, tuned: bool) -> int:
   return int(out.stdout.split()[-1])
 
 
+@pytest.mark.slow
 def test_reused_buffers_do_not_fault_again():
   # Twenty more 64 MB results after the first: untuned, each faults its 16k pages in anew (328k);
   # tuned, they reuse freed memory (measured 0 to 98k: a small block sometimes splits a freed one

@@ -29,6 +29,7 @@ def _random(shape, seed, scale=1.0):
     ("fused_cpu", 2, 2, 70, 64, 0),  # MHA, head_dim 64 (the paper's)
     ("fused_cpu", 3, 1, 65, 24, 0),  # multi-query, head_dim not a power of two
 ])
+@pytest.mark.slow
 def test_attention_kernels_match_xla(impl, heads, kv_heads, length, head_dim, block):
   q = _random((2, length, heads, head_dim), 0)
   k = _random((2, length, kv_heads, head_dim), 1)
@@ -156,6 +157,7 @@ def test_feedforward_vjp_matches_autodiff(kernel, reference, num_weights):
   assert _max_rel_err(ours, ref) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk", [4, 12])
 def test_fused_cross_entropy_matches_plain(chunk):
   hidden, head = _random((3, 12, 8), 0), _random((37, 8), 1)
@@ -237,6 +239,7 @@ def _kernel_operand_shapes(compiled_text, target):
           if f'custom_call_target="{target}"' in line]
 
 
+@pytest.mark.hlo_text
 @pytest.mark.parametrize("batch,local_batch", [(8, 2), (6, 6)])
 def test_kernel_runs_on_each_devices_rows_of_a_sharded_batch(batch, local_batch):
   """On a mesh that splits the batch 4 ways, each device runs the kernel on its own rows (not on
@@ -267,6 +270,7 @@ def test_native_build_failure_is_reported(tmp_path, monkeypatch):
   assert not list(tmp_path.iterdir())  # no half-written library left behind
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype,tolerance", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
 def test_rms_norm_vjp_matches_autodiff(dtype, tolerance):
   x, scale = _random((3, 5, 16), 0).astype(dtype), 1.0 + 0.1 * _random((16,), 1)
@@ -291,6 +295,7 @@ def test_rms_norm_vjp_matches_autodiff(dtype, tolerance):
     ((dense.matmul_fwd, dense.matmul_bwd), lambda x, w: x @ w, [(16, 24)]),
     ((feedforward.swiglu_fwd, feedforward.swiglu_bwd), _swiglu_reference, [(16, 40), (16, 40), (40, 16)]),
     ((feedforward.relu_fwd, feedforward.relu_bwd), _relu_reference, [(16, 40), (40, 16)])])
+@pytest.mark.slow
 def test_norm_fused_into_consumer_matches_autodiff(consumer, reference, shapes, dtype, tolerance):
   # The fused VJP recomputes the normalised input in the backward pass instead of saving it.
   fused = norm.rms_norm_into(*consumer)
@@ -327,6 +332,7 @@ def test_wide_weight_grad_matches_weight_grad():
   np.testing.assert_allclose(jax.jit(dense.weight_grad)(x, dout), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.hlo_text
 def test_step_compiler_options_keep_matmuls_in_ynnpack_and_take_reductions_out():
   """train_step.compiler_options() (the trainer's jit) leaves XLA:CPU's matmuls to YNNPACK, its
   fast path, and runs reductions as XLA's own loops (YNNPACK's are slower in the scan:

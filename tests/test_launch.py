@@ -121,6 +121,7 @@ def test_sweeps_are_found_without_the_checkout_next_to_the_package(tmp_path, mon
     sweeps.list_sweeps()
 
 
+@pytest.mark.slow
 def test_smoke_sweep_end_to_end_then_relaunch_skips(data_dir, tmp_path, capsys):
   argv = ["--sweep", "depth_vs_width", "--scale", "smoke", "--workdir", str(tmp_path),
           "--data_dir", data_dir]
@@ -141,6 +142,7 @@ def test_smoke_sweep_end_to_end_then_relaunch_skips(data_dir, tmp_path, capsys):
   assert f"{len(runs)} already done, 0 to train" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_failed_run_is_recorded_and_the_sweep_goes_on(data_dir, tmp_path, monkeypatch, capsys):
   import mobilellm_jax.training.loop as train_module
   real_train = train_module.train
@@ -162,6 +164,7 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(data_dir, tmp_path, monkey
   assert "FAILED L2-" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_slurm_backend_through_submitit_local_executor(data_dir, tmp_path):
   import submitit
   plan = launch.make_plan("depth_vs_width", "smoke", workdir=str(tmp_path), data_dir=data_dir,

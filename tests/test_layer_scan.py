@@ -35,6 +35,7 @@ def _loss_and_grads(x, params, consts, reverse):
   return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, params)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reverse", [False, True])
 def test_values_and_gradients_match_jax_scan(reverse, monkeypatch):
   x, params, consts = _inputs()
@@ -63,6 +64,8 @@ def _filled_stacks(monkeypatch, unwritten: bool):
   return len(fills), text.count('custom_call_target="mobilellm_uninitialised"')
 
 
+@pytest.mark.slow
+@pytest.mark.hlo_text
 def test_stacks_of_saved_activations_are_not_zero_filled(monkeypatch):
   fills, unwritten = _filled_stacks(monkeypatch, unwritten=True)
   assert fills == 0 and unwritten >= 5

@@ -58,6 +58,7 @@ def _max_diff(a, b):
   return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy,repeats", STRATEGIES)
 def test_scanned_equals_unrolled_with_gradients(strategy, repeats):
   results = []
@@ -102,6 +103,7 @@ def test_causality(strategy, repeats):
   assert float(jnp.max(jnp.abs(a[:, 10:] - b[:, 10:]))) > 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["full", "dots"])
 def test_remat_same_loss_and_gradients(policy):
   plain = _loss_and_grads(build_model(_model_config(layer_sharing="immediate", share_repeats=2)))
@@ -143,6 +145,7 @@ def test_too_long_sequence_is_rejected():
 
 @pytest.mark.parametrize("mesh_sizes,shardy", [((8, 1, 1), True), ((2, 2, 2), True),
                                               ((1, 2, 4), True), ((1, 2, 4), False)])
+@pytest.mark.slow
 def test_sharded_over_8_devices_equals_single_device(mesh_sizes, shardy, request):
   """Also under the older GSPMD partitioner, which the kernels' batch split does not use."""
   assert jax.device_count() == 8
@@ -178,6 +181,8 @@ def _single_device_reference():
   return float(loss), nnx.state(grads)
 
 
+@pytest.mark.hlo_text
+@pytest.mark.slow
 @pytest.mark.parametrize("unroll_max_depth", [0, 12])  # scanned, unrolled
 def test_kernels_take_each_devices_rows_on_a_data_mesh(unroll_max_depth):
   """The C++ kernels (native/partitioning.py) run on each device's share of the batch: on an
@@ -206,6 +211,7 @@ def test_kernels_take_each_devices_rows_on_a_data_mesh(unroll_max_depth):
   assert all(s[1] in (2, config.model.dim) for s in stacks)
 
 
+@pytest.mark.slow
 def test_sharded_init_makes_the_parameters_of_a_fully_optimised_compile():
   """sharding.init_compiler_options() compiles the init faster; the values must not change."""
   config = get_config("smoke")

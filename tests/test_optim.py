@@ -17,6 +17,7 @@ def _tree(seed, scale):
                      "w": scale * jax.random.normal(keys[2], (4, 32, 16))}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale, clipped", [(0.01, False), (10.0, True)])
 def test_clip_matches_optax(scale, clipped):
   grads = _tree(0, scale)
@@ -33,6 +34,7 @@ def test_clip_matches_optax(scale, clipped):
                                                        rel=1e-5)
 
 
+@pytest.mark.slow
 def test_optimizer_steps_match_optax_clip_and_adamw():
   o = get_config("cpu").optim
   ours = optim.make_optimizer(o, 100)
@@ -59,6 +61,7 @@ def test_global_norm_matches_optax(dtype):
   assert float(optim.global_norm(grads)) == pytest.approx(float(exact), rel=1e-5)
 
 
+@pytest.mark.hlo_text
 def test_global_norm_of_sharded_leaves_gathers_nothing():
   mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))  # as the trainer
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "data"))

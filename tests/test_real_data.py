@@ -51,6 +51,7 @@ def test_validation_documents_decode_back_to_their_text(prepared):
     assert tokenizer.decode(ids) == text
 
 
+@pytest.mark.slow
 def test_every_zero_shot_request_encodes_without_unk_and_no_choices_tie(prepared):
   root, tokenizer, _ = prepared
   totals = {"requests": 0, "requests_with_unk": 0, "tied_questions": 0}

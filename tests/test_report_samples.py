@@ -14,6 +14,9 @@ from mobilellm_jax.configs import get_config
 from mobilellm_jax.data.testing import build_tiny_corpus
 from mobilellm_jax.training.loop import train
 
+# Every test here trains and exports or samples a run first.
+pytestmark = pytest.mark.slow
+
 SECTION = "# Samples: the best and the worst run"
 
 

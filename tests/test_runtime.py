@@ -26,6 +26,7 @@ print(repr(events))
 """
 
 
+@pytest.mark.slow
 def test_importing_the_package_neither_tunes_malloc_nor_builds(tmp_path):
   env = dict(os.environ, MOBILELLM_NATIVE_CACHE=str(tmp_path / "native"), JAX_PLATFORMS="cpu")
   out = subprocess.run([sys.executable, "-c", _IMPORTS], env=env, capture_output=True, text=True,
@@ -56,6 +57,7 @@ def test_platform_default_reads_device_files(tmp_path):
     ("--config.model.no_such_field=3", "no_such_field"),
     ("--config=mobilellm_jax/configs/missing.py", "--config file"),
 ])
+@pytest.mark.slow
 def test_a_bad_config_flag_ends_in_one_error_line(flag, message, tmp_path):
   argv = [sys.executable, "experiments/train.py", "--workdir", str(tmp_path / "run"), flag]
   if not flag.startswith("--config="):

@@ -58,6 +58,7 @@ def _max_rel_err(a, b):
     (200, 6, 2, 16, 128, jnp.float32),  # 3 query heads per kv head; padded to 2 tiles
     (512, 4, 2, 64, 256, jnp.bfloat16),  # bfloat16, larger tiles
 ])
+@pytest.mark.slow
 def test_splash_attention_matches_the_plain_formula_and_not_a_wrong_one(
     length, heads, kv_heads, head_dim, tile, dtype):
   """Values and gradients match; a reference whose mask sees one token ahead, or whose query
@@ -75,6 +76,7 @@ def test_splash_attention_matches_the_plain_formula_and_not_a_wrong_one(
 
 @pytest.mark.parametrize("mesh_shape,kv_heads", [((2, 1, 2), 2), ((1, 2, 2), 1)],
                          ids=["data2xtensor2-heads-split", "fsdp2xtensor2-mqa-heads-whole"])
+@pytest.mark.slow
 def test_under_a_mesh_each_device_runs_its_rows_and_heads(mesh_shape, kv_heads):
   """shard_map splits the batch over data x fsdp and the heads over tensor when it divides the
   kv heads (else every tensor device runs all heads), and the numbers stay the formula's."""
@@ -119,6 +121,7 @@ def v5e_2x2():
   return chips.parse("tpu:v5e:2x2")
 
 
+@pytest.mark.hlo_text
 @pytest.mark.slow
 @pytest.mark.parametrize("mesh", [(4, 1, 1), (1, 2, 2)], ids=["data4", "fsdp2xtensor2"])
 def test_the_smoke_train_step_compiles_for_a_tpu_slice_with_the_kernel(v5e_2x2, mesh):

@@ -40,6 +40,7 @@ def losses(workdir):
     return [line["loss"] for line in map(json.loads, f) if "loss" in line]
 
 
+@pytest.mark.slow
 def test_run_writes_its_files_and_learns(data_dir, tmp_path):
   config = smoke_config(data_dir, num_steps=40, log_every=5, eval_every=20, eval_batches=1)
   config.optim.peak_lr = 1e-2
@@ -60,6 +61,7 @@ def test_run_writes_its_files_and_learns(data_dir, tmp_path):
   assert {"lr", "grad_norm", "tokens_per_s", "step_time", "mfu", "tokens_seen"} <= set(lines[1])
 
 
+@pytest.mark.slow
 def test_same_loss_curve_on_1_and_8_devices(data_dir, tmp_path):
   curves = {}
   for name, mesh in {"1": (1, 1, 1), "8": (8, 1, 1), "2x2x2": (2, 2, 2)}.items():
@@ -72,6 +74,7 @@ def test_same_loss_curve_on_1_and_8_devices(data_dir, tmp_path):
     assert max(abs(a - b) for a, b in zip(curves["1"], curves[name])) < 1e-4, curves
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_matches_one_big_batch(data_dir, tmp_path):
   curves = []
   for accum in (1, 2):
@@ -104,6 +107,7 @@ def _one_device_cli_env(cache_dir):
   return env
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_ends_like_an_uninterrupted_run(data_dir, tmp_path):
   """On one device, so the resumed process can also load its train step from the compilation
   cache (sharded CPU programs miss it: compile_cache.py)."""
@@ -146,6 +150,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(data_dir, tmp_path):
   print(f"resume took {resume_seconds:.1f} s")
 
 
+@pytest.mark.slow
 def test_damaged_latest_checkpoint_falls_back_to_previous(data_dir, tmp_path, caplog):
   config = smoke_config(data_dir, num_steps=20, checkpoint_every=10, keep_checkpoints=3)
   original = train(config, str(tmp_path / "run"))
@@ -177,6 +182,7 @@ def _damage_every_checkpoint(workdir):
   assert damaged > 0
 
 
+@pytest.mark.slow
 def test_all_checkpoints_damaged_stops_every_time_until_restart(data_dir, tmp_path):
   workdir = str(tmp_path / "run")
   cli_env = _one_device_cli_env(tmp_path / "cache")
@@ -216,6 +222,7 @@ def test_all_checkpoints_damaged_stops_every_time_until_restart(data_dir, tmp_pa
                                              abs=1e-6)  # from step 0 again, same data order
 
 
+@pytest.mark.slow
 def test_progress_without_any_checkpoint_is_not_overwritten(data_dir, tmp_path):
   config = smoke_config(data_dir, num_steps=8, checkpoint_every=0)
   train(config, str(tmp_path))
@@ -246,6 +253,7 @@ def test_settings_this_platform_cannot_run_fail_before_anything_is_written(
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_throughput_counts_the_steps_before_an_eval_and_not_the_eval(data_dir, tmp_path,
                                                                     monkeypatch):
   """Each batch takes 0.3 s to arrive and each eval 1 s: the step time logged after an eval
@@ -279,6 +287,7 @@ def test_throughput_counts_the_steps_before_an_eval_and_not_the_eval(data_dir, t
   assert 0.28 < summary["train_seconds"] / 6 < 0.6
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(data_dir, tmp_path):
   config = smoke_config(data_dir, num_steps=50, checkpoint_every=1, log_every=50)
   config.optim.update(peak_lr=1e9, warmup_steps=0, grad_clip=0.0)
@@ -290,6 +299,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(data_dir,
   assert not (tmp_path / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_config_without_traceback(data_dir, tmp_path):
   result = subprocess.run(_train_cli(tmp_path, data_dir, **{"model.num_kv_heads": 3}),
                           capture_output=True, text=True)
@@ -297,6 +307,7 @@ def test_cli_reports_bad_config_without_traceback(data_dir, tmp_path):
   assert "config.model.num_kv_heads" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_prepares_missing_data_and_reports_sources_it_cannot_reach(tmp_path):
   """The CLI prepares a missing corpus on first use. Offline here (no apt-get on PATH, pip told
   to use no index), that fails before any training, in one line that names the sources."""
@@ -333,6 +344,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_local_processes_train_one_model_like_one_process(data_dir, tmp_path):
   """jax.distributed over loopback: 2 processes x 1 CPU device == 1 process x 2 devices."""
   overrides = {"train.num_steps": 6, "train.log_every": 1}
@@ -355,6 +367,7 @@ def test_two_local_processes_train_one_model_like_one_process(data_dir, tmp_path
   assert losses(tmp_path / "multi") == pytest.approx(losses(tmp_path / "single"), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_zero_shot_at_the_end_of_a_run_and_from_the_evaluate_cli(data_dir, tmp_path):
   from mobilellm_jax.evaluation import prepare_tasks
   from mobilellm_jax.evaluation.testing import write_request_wheel
@@ -378,6 +391,7 @@ def test_zero_shot_at_the_end_of_a_run_and_from_the_evaluate_cli(data_dir, tmp_p
   assert set(evaluated["zeroshot"]["tasks"]) == {"winogrande"}
 
 
+@pytest.mark.slow
 def test_evaluate_cli_on_a_directory_without_a_run(tmp_path):
   result = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "evaluate.py"),
                            "--workdir", str(tmp_path)], capture_output=True, text=True)
