@@ -54,32 +54,23 @@ MEGACORE = ("v4", "v5p")  # two TensorCores per chip, one JAX device each chip w
 
 # What the CUDA compiler needs to know of a GPU it does not have (XLA's GpuTargetConfig, as
 # xla/tools/hlo_opt/gpu_specs/ writes them): --target gpu:<name>x<count>.
-_HOPPER = """gpu_device_info {
+_DESCRIPTION = """gpu_device_info {
   threads_per_block_limit: 1024 threads_per_warp: 32 shared_memory_per_block: 49152
-  shared_memory_per_core: 233472 threads_per_core_limit: 2048 core_count: 132 fpus_per_core: 128
+  shared_memory_per_core: %(shared_per_core)d threads_per_core_limit: 2048 core_count: %(cores)d fpus_per_core: %(fpus)d
   block_dim_limit_x: 2147483647 block_dim_limit_y: 65535 block_dim_limit_z: 65535
-  memory_bandwidth: %(bandwidth)d l2_cache_size: 52428800 clock_rate_ghz: 1.98
-  device_memory_size: %(memory)d shared_memory_per_block_optin: 232448
-  cuda_compute_capability { major: 9 } registers_per_core_limit: 65536
+  memory_bandwidth: %%(bandwidth)d l2_cache_size: %(l2)d clock_rate_ghz: %(clock)s
+  device_memory_size: %%(memory)d shared_memory_per_block_optin: %(optin)d
+  cuda_compute_capability { major: %(major)d } registers_per_core_limit: 65536
   registers_per_block_limit: 65536
 }
 platform_name: "CUDA"
 dnn_version_info { major: 9 minor: 8 }
-device_description_str: "%(kind)s"
+device_description_str: "%%(kind)s"
 """
-_AMPERE = """gpu_device_info {
-  threads_per_block_limit: 1024 threads_per_warp: 32 shared_memory_per_block: 49152
-  shared_memory_per_core: 167936 threads_per_core_limit: 2048 core_count: 108 fpus_per_core: 64
-  block_dim_limit_x: 2147483647 block_dim_limit_y: 65535 block_dim_limit_z: 65535
-  memory_bandwidth: %(bandwidth)d l2_cache_size: 41943040 clock_rate_ghz: 1.41
-  device_memory_size: %(memory)d shared_memory_per_block_optin: 166912
-  cuda_compute_capability { major: 8 } registers_per_core_limit: 65536
-  registers_per_block_limit: 65536
-}
-platform_name: "CUDA"
-dnn_version_info { major: 9 minor: 8 }
-device_description_str: "%(kind)s"
-"""
+_HOPPER = _DESCRIPTION % dict(shared_per_core=233472, cores=132, fpus=128, l2=52428800,
+                              clock="1.98", optin=232448, major=9)
+_AMPERE = _DESCRIPTION % dict(shared_per_core=167936, cores=108, fpus=64, l2=41943040,
+                              clock="1.41", optin=166912, major=8)
 GPU_TARGETS = {  # name in --target: (GPU_CHIPS key, description template, device kind)
     "h100": ("H100", _HOPPER, "NVIDIA H100 80GB HBM3"),
     "h200": ("H200", _HOPPER, "NVIDIA H200"),
