@@ -93,6 +93,18 @@ def test_under_a_mesh_each_device_runs_its_rows_and_heads(mesh_shape, kv_heads):
   assert _max_rel_err(sharded, expected) < 1e-5
 
 
+def test_the_backward_pass_keeps_its_residuals_sequence_major():
+  """What the VJP saves is q, k, v and the output as they came ([B, L, heads, E]) and a float32
+  log-sum-exp: no heads-major copy, which a TPU would pad from head_dim 64 to 128 lanes. (splash's
+  own VJP saves [B, H, L, E] q and output here: this fails for it.)"""
+  q, k, v, _ = _inputs(2, 256, 4, 2, 64, jnp.bfloat16)
+  _, backward = jax.vjp(lambda q, k, v: tpu_attention.splash_attention(q, k, v, tile=128), q, k, v)
+  saved = sorted((x.shape, str(x.dtype)) for x in jax.tree.leaves(backward)
+                 if hasattr(x, "shape") and x.ndim >= 3)
+  assert saved == sorted([(q.shape, "bfloat16"), (q.shape, "bfloat16"), (k.shape, "bfloat16"),
+                          (v.shape, "bfloat16"), ((2, 4, 256), "float32")])
+
+
 def test_auto_picks_pallas_tpu_on_tpu_only():
   for dtype, head_dim in ((jnp.bfloat16, 64), (jnp.float32, 64), (jnp.bfloat16, 16)):
     assert attention.resolve("auto", dtype, head_dim, platform="tpu") == "pallas_tpu"

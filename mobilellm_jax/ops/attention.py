@@ -16,8 +16,8 @@
   (bfloat16/float16, head_dim a multiple of 8 up to 128).
 - 'pallas_tpu': splash attention, JAX's Pallas flash-attention kernel for TPU (tpu_attention.py):
   no [L, L] scores in HBM, K/V read per group of query heads, run under shard_map over the batch
-  (and heads) axes. MobileLLM-350M at sequence 2048 on v5e-16 (fsdp 16, no remat, 8 seq/chip)
-  needs 14.8 GiB per chip, where 'xla' needs 102 GiB (docs/paper_fit.md).
+  (and heads) axes. What it and the others need per chip at the paper's recipe:
+  docs/paper_fit.md.
 - 'auto': the first kernel of AUTO_PREFERENCE[platform] that can run these inputs, the platform
   being the compile target's (training/target.py): on CPU 'fused_cpu' where it can run (float32,
   head_dim a multiple of 8, a C++ compiler), else 'blocked'; on GPU 'cudnn' where it can run, else 'xla'
