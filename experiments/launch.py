@@ -79,7 +79,7 @@ def main(argv=None) -> int:
   except (ConfigError, DataError, chips.TargetError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
-  launch.finish(plan, module)
+  launch.finish(plan)
   failed = [s for s in statuses if s["status"] == "failed"]
   for status in failed:
     print(f"FAILED {status['name']}: {status['error']}", file=sys.stderr)

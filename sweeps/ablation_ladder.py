@@ -8,6 +8,14 @@ from mobilellm_jax.runner.sweeps import base_config, matched_model
 
 DESCRIPTION = "each step of the paper's ladder, one change at a time"
 HEADLINE = "label"
+PLOT = "bars"
+VERDICTS = "ablation_ladder"
+# Each run's label -> the step of the paper's ladder it reproduces (analysis/paper.py).
+PAPER_STEPS = {"1 baseline": "baseline", "2 + SwiGLU": "swiglu",
+               "3 + deep and thin": "deep_thin", "4 + embedding sharing": "embedding_sharing",
+               "5 + GQA, wider": "gqa", "5 + GQA (MobileLLM)": "gqa",
+               "6 + layer sharing": "layer_sharing",
+               "6 + layer sharing (MobileLLM-LS)": "layer_sharing"}
 
 # cpu analogue at 2.6M untied: shallow-wide 2 layers -> deep-thin 8 layers (the width solver).
 

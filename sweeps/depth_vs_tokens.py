@@ -5,6 +5,8 @@ from mobilellm_jax.runner.sweeps import base_config, matched_model
 
 DESCRIPTION = "depth x token budget at fixed parameters: where is the best depth at each budget?"
 HEADLINE = "num_layers"
+PLOT = "depth"
+VERDICTS = "depth_vs_tokens"
 NOTE = ("cpu: 5 depths x 4 budgets (0.5M-4M tokens, 0.25-2 tokens/param) at 2M params, one seed, "
         "the cpu recipe (depth-aware init); the estimate above assumes 30% MFU, the cpu runs "
         "measure ~50-65% on idle cores. Add seeds with --seeds where neighbours are close.")

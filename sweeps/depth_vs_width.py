@@ -4,6 +4,8 @@ from mobilellm_jax.runner.sweeps import base_config, matched_model
 
 DESCRIPTION = "parameter-matched depths at one budget: does deep-and-thin beat wide-and-shallow?"
 HEADLINE = "num_layers"
+PLOT = "depth"
+VERDICTS = "depth_vs_width"
 NOTE = ("cpu: 4 depths x 3 seeds x 1M tokens at 2M params (0.5 tokens/param) on the embedded "
         "corpus, the cpu recipe. The budget comes from depth_vs_tokens: from 0.5M to 4M tokens the "
         "best depth stays at 4 and its lead over 2 layers grows from 0.10 to 0.21 nats, while a run "

@@ -6,6 +6,8 @@ from mobilellm_jax.runner.sweeps import base_config
 
 DESCRIPTION = "untied / tied / tied + the saved parameters spent on more layers"
 HEADLINE = "label"
+PLOT = "bars"
+VERDICTS = "embedding_sharing"
 
 
 def get_runs(scale):

@@ -5,6 +5,8 @@ from mobilellm_jax.runner.sweeps import base_config, matched_model
 
 DESCRIPTION = "query heads x KV heads at fixed parameters (FFN absorbs the difference)"
 HEADLINE = "label"
+PLOT = "bars"
+VERDICTS = "heads_kv"
 
 
 def get_runs(scale):

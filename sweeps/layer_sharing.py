@@ -6,6 +6,8 @@ from mobilellm_jax.runner.sweeps import base_config
 
 DESCRIPTION = "none / immediate / repeat_all / reverse at 2 repeats: same parameters, 2x depth"
 HEADLINE = "label"
+PLOT = "bars"
+VERDICTS = "layer_sharing"
 STRATEGIES = (("none", 1), ("immediate", 2), ("repeat_all", 2), ("reverse", 2))
 
 

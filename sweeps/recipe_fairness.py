@@ -7,6 +7,8 @@ from mobilellm_jax.runner.sweeps import base_config, matched_model
 
 DESCRIPTION = "peak LR x init scheme at the grid's shallowest, middle and deepest depth"
 HEADLINE = "label"
+PLOT = "bars"
+VERDICTS = "recipe_fairness"
 NOTE = ("cpu: 3 depths x 8 recipes x 1M tokens at 2M params, one seed; the 32-layer runs take "
         "most of the time.")
 

@@ -6,6 +6,8 @@ from mobilellm_jax.runner.sweeps import base_config
 
 DESCRIPTION = "immediate sharing with each block run 1-4 times: same parameters, deeper compute"
 HEADLINE = "share_repeats"
+PLOT = "repeats"
+VERDICTS = "repeat_count"
 
 
 def get_runs(scale):

@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 
 from mobilellm_jax import analysis as an
-from mobilellm_jax.analysis import fits, paper, plots, results, stats, tables, verdicts
+from mobilellm_jax.analysis import fits, paper, plots, results, stats, study, tables, verdicts
+from mobilellm_jax.configs import ConfigError
+from mobilellm_jax.runner import sweeps
 from tests.fixtures.analysis import fake_runs
 
 
@@ -238,16 +240,6 @@ def test_paper_tables_are_consistent_and_derived_results_follow_them():
   assert paper.ladder_deltas("125M")["embedding_sharing"] == pytest.approx(-0.2)
   assert paper.ladder_result("350M").margin == pytest.approx(3.6)
   assert paper.embedding_result().winner.startswith("tied_deeper")
-  labels = {"baseline (FC-ReLU-FC)": "baseline", "+ SwiGLU": "swiglu", "+ deep and thin": "deep_thin",
-            "+ embedding sharing": "embedding_sharing", "+ GQA": "gqa",
-            "+ immediate layer sharing": "layer_sharing", "MobileLLM-LS": "layer_sharing",
-            "something else": None, "also thin": "deep_thin",
-            # sweeps/ablation_ladder.py's labels
-            "1 baseline": "baseline", "2 + SwiGLU": "swiglu", "3 + deep and thin": "deep_thin",
-            "4 + embedding sharing": "embedding_sharing", "5 + GQA, wider": "gqa",
-            "5 + GQA (MobileLLM)": "gqa", "6 + layer sharing": "layer_sharing",
-            "6 + layer sharing (MobileLLM-LS)": "layer_sharing"}
-  assert {l: paper.match_ladder_step(l) for l in labels} == labels
 
 
 # --- verdicts --------------------------------------------------------------------------------
@@ -272,9 +264,33 @@ def test_depth_verdict_is_inconclusive_under_noise_or_one_seed(tmp_path):
 
 
 def test_sweep_kind_from_a_scaled_directory_name():
-  assert verdicts.kind_of("depth_vs_width-smoke") == "depth_vs_width"
-  assert verdicts.kind_of("layer_sharing") == "layer_sharing"
-  assert verdicts.kind_of("my-study") == "my-study"  # unknown: generic verdicts
+  assert study.kind_of("depth_vs_width-smoke") == "depth_vs_width"
+  assert study.kind_of("layer_sharing") == "layer_sharing"
+  assert study.kind_of("my-study") == "my-study"  # unknown: generic verdicts
+
+
+def test_every_sweep_declares_how_it_is_read():
+  """Each sweep file names a known plot and verdict rule; the ladder maps the label of every run
+  it makes, at every scale, to a step of the paper; a study with no sweep file is generic."""
+  assert set(verdicts.RULES) == set(study.RULES)
+  for name in sweeps.list_sweeps():
+    declared = study.of(name + "-smoke")
+    assert declared.kind == name and declared.verdicts == name, name
+    assert declared.plot in study.PLOTS and declared.headline
+  ladder = study.of("ablation_ladder")
+  for scale in sweeps.SCALES:
+    labels = [c.tracking.label for c in sweeps.expand("ablation_ladder", scale)]
+    steps = [ladder.paper_steps.get(label) for label in labels]
+    assert steps == [s.key for s in paper.ABLATION_LADDER], (scale, labels)
+  assert study.of("my-study") == study.Study("my-study")
+
+
+def test_a_sweep_file_naming_an_unknown_rule_or_plot_is_refused(tmp_path, monkeypatch):
+  (tmp_path / "odd.py").write_text('VERDICTS = "depth_vs_breadth"\n'
+                                   'def get_runs(scale):\n  return []\n')
+  monkeypatch.setenv("MOBILELLM_SWEEPS_DIR", str(tmp_path))
+  with pytest.raises(ConfigError, match=r"sweeps/odd.py: VERDICTS = 'depth_vs_breadth'"):
+    study.of("odd")
 
 
 def test_depth_verdict_flips_when_the_data_flips():
@@ -285,8 +301,12 @@ def test_depth_verdict_flips_when_the_data_flips():
   assert "best depth 2 vs next best 4" in verdict.text
 
 
+def _ladder_runs(root):
+  return study.with_paper_steps(_runs(root, "ablation_ladder"), study.of("ablation_ladder"))
+
+
 def test_ladder_verdicts_follow_the_sign_of_each_step(root):
-  runs = _runs(root, "ablation_ladder")
+  runs = _ladder_runs(root)
   found = [v for v in verdicts.ablation_ladder(runs) if "validation loss" in v.text]
   swiglu = next(v for v in found if v.text.startswith("'2 + SwiGLU'"))
   assert "better than '1 baseline'" in swiglu.text and swiglu.status == "agrees"
@@ -325,7 +345,7 @@ def test_zeroshot_at_chance_is_called_out():
 # --- tables, plots, report -------------------------------------------------------------------
 
 def test_tables_put_paper_next_to_ours(root):
-  agg = stats.aggregate_seeds(_runs(root, "ablation_ladder"))
+  agg = stats.aggregate_seeds(_ladder_runs(root))
   ladder = tables.ladder(agg)
   assert list(ladder["paper 125M"]) == [f"{s.acc_125m:.1f}" for s in paper.ABLATION_LADDER]
   assert ladder["paper Δ 350M"].iloc[3] == "-0.6"  # + embedding sharing: 49.8 -> 49.2
@@ -341,7 +361,7 @@ def test_plots_draw_one_series_per_config_group(root):
   fig = plots.plot_depth(agg)
   assert len(fig.axes) == 2  # loss and zero-shot
   assert len(fig.axes[0].lines[0].get_xdata()) == 4  # four depths on one budget line
-  fig = plots.plot_bars(tables.order_ladder(stats.aggregate_seeds(_runs(root, "ablation_ladder"))),
+  fig = plots.plot_bars(tables.order_ladder(stats.aggregate_seeds(_ladder_runs(root))),
                         "label", deltas=True)
   assert len(fig.axes[0].patches) == 6 and len(fig.axes[0].texts) == 5  # 5 deltas for 6 bars
 

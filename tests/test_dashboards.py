@@ -153,7 +153,7 @@ def test_finishing_again_updates_the_summary_run_instead_of_adding_one(sweep_dir
   for config in plan.runs:
     config.tracking.wandb_mode = "offline"
   logged = []
-  launch.finish(plan, sweeps.load_sweep(SWEEP), log=logged.append)
+  launch.finish(plan, log=logged.append)
   assert "dashboards publish" in logged[-1] and "not written" not in logged[-1]
   after = glob.glob(os.path.join(sweep_dir, "wandb", "offline-run-*"))
   assert len(after) == 1 and after[0].endswith(f"-{run_id}") and after != before

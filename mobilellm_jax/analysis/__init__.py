@@ -8,11 +8,11 @@
     an.write_report("runs/depth_vs_width")           # REPORT.md + PNGs in that directory
 
 Modules: results (loading), stats (seeds, bootstrap, gaps), fits (power laws), paper (the paper's
-numbers), tables, plots, verdicts, report. Names are imported lazily so that loading results does
+numbers), study (what a sweep file declares about its analysis), tables, plots, verdicts, report. Names are imported lazily so that loading results does
 not pay for matplotlib or scipy.
 """
 
-import importlib
+from mobilellm_jax import lazy
 
 _EXPORTS = {
     "Sweep": "results", "load_sweep": "results", "load_curves": "results",
@@ -24,16 +24,9 @@ _EXPORTS = {
     "Analysis": "report", "analyze": "report", "analyze_sweep": "report", "show": "report",
     "write_report": "report",
 }
-_MODULES = ("results", "stats", "fits", "paper", "tables", "plots", "verdicts", "report")
+_MODULES = ("results", "stats", "fits", "paper", "tables", "plots", "verdicts", "report",
+            "study")
 __all__ = sorted(_EXPORTS) + list(_MODULES)
 
 
-def __getattr__(name: str):
-  if name in _MODULES:
-    value = importlib.import_module(f"{__name__}.{name}")
-  elif name in _EXPORTS:
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-  else:
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-  globals()[name] = value  # Later lookups skip __getattr__.
-  return value
+__getattr__ = lazy.exports(__name__, _EXPORTS, _MODULES)

@@ -5,7 +5,6 @@ table says otherwise. Nothing here is a conclusion: `winner()` derives who wins 
 """
 
 import dataclasses
-import re
 
 TASKS = ("arc_easy", "arc_challenge", "boolq", "piqa", "siqa", "hellaswag", "obqa", "winogrande")
 
@@ -25,24 +24,20 @@ DEPTH_VS_WIDTH = {
 
 @dataclasses.dataclass(frozen=True)
 class LadderStep:
-  key: str  # stable id, matched against our runs' labels by `keywords`
+  key: str  # stable id: a ladder sweep's PAPER_STEPS maps its run labels to these
   name: str  # the paper's wording
-  keywords: tuple[str, ...]  # a word of a run's label (lowercase) starting so selects this step
   acc_125m: float
   acc_350m: float
 
 
 # The ablation ladder (0.25T tokens), in the paper's order; each step adds to the previous one.
 ABLATION_LADDER = (
-    LadderStep("baseline", "baseline, 12-layer-style, FC-ReLU-FC FFN", ("baseline", "relu"),
-               42.6, 47.4),
-    LadderStep("swiglu", "+ SwiGLU", ("swiglu",), 43.9, 48.7),
-    LadderStep("deep_thin", "+ deep and thin", ("deep", "thin"), 44.8, 49.8),
-    LadderStep("embedding_sharing", "+ embedding sharing", ("embed", "tied", "tying"), 44.6, 49.2),
-    LadderStep("gqa", "+ GQA (+ wider to keep the size) = MobileLLM", ("gqa", "kv", "group"),
-               45.0, 49.9),
-    LadderStep("layer_sharing", "+ immediate layer sharing = MobileLLM-LS",
-               ("layer shar", "layer-shar", "block shar", "immediate", "ls"), 46.1, 51.0),
+    LadderStep("baseline", "baseline, 12-layer-style, FC-ReLU-FC FFN", 42.6, 47.4),
+    LadderStep("swiglu", "+ SwiGLU", 43.9, 48.7),
+    LadderStep("deep_thin", "+ deep and thin", 44.8, 49.8),
+    LadderStep("embedding_sharing", "+ embedding sharing", 44.6, 49.2),
+    LadderStep("gqa", "+ GQA (+ wider to keep the size) = MobileLLM", 45.0, 49.9),
+    LadderStep("layer_sharing", "+ immediate layer sharing = MobileLLM-LS", 46.1, 51.0),
 )
 LADDER_1T = {"MobileLLM": (46.3, 51.3), "MobileLLM-LS": (47.0, 52.1)}  # (125M, 350M) at 1T tokens
 
@@ -156,14 +151,3 @@ def ladder_deltas(size: str = "125M") -> dict[str, float]:
   accs = [getattr(step, f"acc_{size.lower()}") for step in ABLATION_LADDER]
   return {step.key: (0.0 if i == 0 else round(accs[i] - accs[i - 1], 1))
           for i, step in enumerate(ABLATION_LADDER)}
-
-
-def match_ladder_step(label: str) -> str | None:
-  """The ladder step a run's label names ('+ SwiGLU' -> 'swiglu'), or None."""
-  text = (label or "").lower()
-  # Later steps first: '+ immediate layer sharing' also contains words of earlier steps' labels.
-  # Keywords match at the start of a word ('thin' is not in 'something').
-  for step in reversed(ABLATION_LADDER):
-    if any(re.search(r"(^|\W)" + re.escape(word), text) for word in step.keywords):
-      return step.key
-  return None

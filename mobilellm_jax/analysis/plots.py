@@ -135,6 +135,19 @@ def plot_tokens(agg: pd.DataFrame, family: str = "num_layers") -> Figure:
   return fig
 
 
+def plot_headline(agg: pd.DataFrame, plot: str, headline: str, *, title: str = "") -> Figure:
+  """The plot a sweep file names (PLOT in analysis/study.py) of the loss against its HEADLINE."""
+  if plot == "depth":
+    return plot_depth(agg, headline)
+  if plot == "repeats":
+    return plot_repeats(agg)
+  if plot == "tokens":
+    return plot_tokens(agg)
+  if plot == "bars":
+    return plot_bars(agg, headline, title=title)
+  raise ValueError(f"unknown plot {plot!r}")
+
+
 def plot_curves(curves: pd.DataFrame, *, max_runs: int = 24) -> Figure:
   """Training loss (lines) and validation loss (dots) against step; seeds of a config share a
   colour."""

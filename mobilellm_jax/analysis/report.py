@@ -4,9 +4,10 @@ or written as REPORT.md with PNGs beside it.
     write_report("runs/depth_vs_width")   # -> runs/depth_vs_width/REPORT.md
 The report ends each sweep kind with text sampled from its best and worst run (samples.py: fresh
 from their checkpoints and saved beside them, else the samples saved earlier).
-The sweep kind is the runs' `group` (else the directory name). A directory holding several sweeps
-(runs/) gets one section per sweep. Kinds without a paper counterpart get the generic parts:
-configs, curves, and scaling fits where runs span sizes or budgets.
+The sweep kind is the runs' `group` (else the directory name); its sweep file says which verdict
+rule, tables and plots apply (study.py). A directory holding several sweeps (runs/) gets one
+section per sweep. Studies without a paper counterpart get the generic parts: configs, curves,
+and scaling fits where runs span sizes or budgets.
 """
 
 import dataclasses
@@ -15,7 +16,8 @@ import sys
 
 import pandas as pd
 
-from mobilellm_jax.analysis import fits, paper, plots, results, samples, stats, tables, verdicts
+from mobilellm_jax.analysis import (fits, paper, plots, results, samples, stats, study, tables,
+                                    verdicts)
 
 
 @dataclasses.dataclass
@@ -28,20 +30,20 @@ class Analysis:
   figures: list  # (file name, Figure)
 
 
-def _kind_parts(kind: str, agg: pd.DataFrame):
-  """(tables, figures, paper results) specific to a sweep kind."""
-  if kind == "depth_vs_width":
+def _rule_parts(rule: str, agg: pd.DataFrame):
+  """(tables, figures, paper results) of a verdict rule (a sweep file's VERDICTS)."""
+  if rule == "depth_vs_width":
     return ([("Ours: depth vs width (Δ against the shallowest at each budget)", tables.depth(agg)),
              ("Paper: depth vs width, avg zero-shot accuracy at 0.25T tokens", tables.paper_depth())],
             [("depth.png", plots.plot_depth(agg))],
             [paper.depth_result(size) for size in paper.DEPTH_VS_WIDTH])
-  if kind == "ablation_ladder":
+  if rule == "ablation_ladder":
     return ([("The ablation ladder: paper (avg accuracy %) next to ours (Δ = change over the "
               "previous step)", tables.ladder(agg))],
             [("ladder.png", plots.plot_bars(tables.order_ladder(agg), "label",
                                             title="Ablation ladder", deltas=True))],
             [paper.ladder_result(size) for size in ("125M", "350M")])
-  if kind == "layer_sharing":
+  if rule == "layer_sharing":
     table = tables.sharing(agg)
     ordered = agg.loc[table.index].assign(strategy=table["strategy"])
     baseline = 0 if ordered["layer_sharing"].iloc[0] == "none" else None
@@ -50,28 +52,28 @@ def _kind_parts(kind: str, agg: pd.DataFrame):
             [("sharing.png", plots.plot_bars(ordered, "strategy", title="Layer sharing",
                                              baseline=baseline))],
             [paper.sharing_result(size) for size in paper.LAYER_SHARING])
-  if kind == "repeat_count":
+  if rule == "repeat_count":
     return ([(f"Repeat count (Δ against 1x); paper: {paper.REPEAT_COUNT_NOTE}", tables.repeats(agg))],
             [("repeats.png", plots.plot_repeats(agg))], [])
-  if kind == "embedding_sharing":
+  if rule == "embedding_sharing":
     variants = tables.with_embedding_variant(agg)
     return ([("Embedding sharing: paper (125M) next to ours (Δ against untied)",
               tables.embedding(agg))],
             [("embedding.png", plots.plot_bars(variants, "variant", title="Embedding sharing"))],
             [paper.embedding_result()])
-  if kind == "heads_kv":
+  if rule == "heads_kv":
     table = tables.heads(agg)
     ordered = agg.loc[table.index].assign(
         heads=[f"h{h} kv{k}" for h, k in zip(table["heads"], table["kv heads"])])
     return ([(f"Query and KV heads; paper: {paper.HEADS_NOTE}", table)],
             [("heads.png", plots.plot_bars(ordered, "heads", title="Heads / KV heads"))], [])
-  if kind == "depth_vs_tokens":
+  if rule == "depth_vs_tokens":
     return ([("Validation loss by depth and training tokens", tables.tokens(agg))],
             [("tokens.png", plots.plot_tokens(agg))], [])
   return [], [], []
 
 
-def _fit_parts(kind: str, runs: pd.DataFrame):
+def _fit_parts(rule: str, runs: pd.DataFrame):
   """Scaling fits, where some family spans >= 2x in size (L(N)) or compute (L(C))."""
   found, parts, figures = [], [], []
   for x, label in (("params", "L(N): loss against parameters"),
@@ -81,7 +83,7 @@ def _fit_parts(kind: str, runs: pd.DataFrame):
     fitted = fits.fit_families(runs, x)
     if not (fitted["error"] == "").any():
       continue
-    if kind != "depth_vs_tokens" or x != "train_flops":  # that kind's verdicts already fit L(C)
+    if rule != "depth_vs_tokens" or x != "train_flops":  # that rule already fits L(C)
       found += verdicts.scaling(fitted)
     parts.append((f"Scaling fits, {label}: L = E + A x^-alpha (95% intervals)",
                   fitted.drop(columns=["fit"])))
@@ -91,10 +93,11 @@ def _fit_parts(kind: str, runs: pd.DataFrame):
 
 def analyze(runs: pd.DataFrame, kind: str, curves: pd.DataFrame | None = None) -> Analysis:
   """Verdicts, tables and figures for the finished runs of one sweep kind."""
-  agg = stats.aggregate_seeds(runs)
-  kind_tables, figures, paper_results = _kind_parts(verdicts.kind_of(kind), agg)
+  declared = study.of(kind)
+  agg = stats.aggregate_seeds(study.with_paper_steps(runs, declared))
+  kind_tables, figures, paper_results = _rule_parts(declared.verdicts, agg)
   found = verdicts.for_sweep(kind, runs)
-  fit_verdicts, fit_tables, fit_figures = _fit_parts(kind, runs)
+  fit_verdicts, fit_tables, fit_figures = _fit_parts(declared.verdicts, runs)
   all_tables = [("Who wins, and by how much: the paper's comparisons, then ours",
                  tables.winners(found, paper_results))] + kind_tables + fit_tables
   final = tables.final_models(runs)

@@ -22,7 +22,7 @@ KEY_COLUMNS = ("group", "label", "preset", "num_layers", "effective_depth", "dim
                "num_kv_heads", "ffn_type", "ffn_dim", "tie_embeddings", "layer_sharing",
                "share_repeats", "params", "non_embedding_params", "vocab_size", "seq_len",
                "batch_size", "steps", "tokens_seen", "num_tokens", "peak_lr", "init_scheme",
-               "dataset", "param_budget")
+               "dataset", "param_budget", "paper_step")
 METRICS = ("val_loss", "zeroshot_avg")
 LOWER_IS_BETTER = {"val_loss": True, "val_perplexity": True, "final_train_loss": True}
 

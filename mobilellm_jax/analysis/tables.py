@@ -122,9 +122,11 @@ def paper_depth() -> pd.DataFrame:
 
 
 def order_ladder(agg: pd.DataFrame) -> pd.DataFrame:
-  """Ladder configs in the paper's order (matched by label); unmatched labels after, by label."""
+  """Ladder configs in the paper's order, by their 'paper_step' (study.with_paper_steps); runs
+  with no paper step after, by label."""
   keys = [step.key for step in paper.ABLATION_LADDER]
-  step = [paper.match_ladder_step(label) for label in agg["label"].astype(str)]
+  step = (list(agg["paper_step"]) if "paper_step" in agg else [None] * len(agg))
+  step = [s if s in keys else None for s in step]
   order = [keys.index(s) if s else len(keys) for s in step]
   return (agg.assign(step=step, _order=order).sort_values(["_order", "label"])
           .drop(columns="_order"))

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from mobilellm_jax.analysis import fits, paper, stats, tables
+from mobilellm_jax.analysis import fits, paper, stats, study, tables
 
 UNITS = tables.UNITS
 NAMES = {"val_loss": "validation loss", "zeroshot_avg": "zero-shot average"}
@@ -480,21 +480,17 @@ def generic(runs: pd.DataFrame) -> list[Verdict]:
   return out
 
 
-KINDS = {"depth_vs_width": depth_vs_width, "ablation_ladder": ablation_ladder,
+# Verdict rules by the name a sweep file's VERDICTS gives (the names in study.RULES).
+RULES = {"depth_vs_width": depth_vs_width, "ablation_ladder": ablation_ladder,
          "layer_sharing": layer_sharing, "repeat_count": repeat_count,
          "embedding_sharing": embedding_sharing, "heads_kv": heads_kv,
-         "depth_vs_tokens": depth_vs_tokens, "recipe_fairness": recipe_fairness}
-
-
-def kind_of(name: str) -> str:
-  """The sweep kind of a sweep's name: 'depth_vs_width-smoke' (the launcher's directory for a
-  non-default scale) -> 'depth_vs_width'; unknown names stay as they are (generic verdicts)."""
-  base = name.rsplit("-", 1)[0]
-  return name if name in KINDS or base not in KINDS else base
+         "depth_vs_tokens": depth_vs_tokens, "recipe_fairness": recipe_fairness,
+         "generic": generic}
 
 
 def for_sweep(name: str, runs: pd.DataFrame) -> list[Verdict]:
-  """The verdicts of a sweep kind (by name), plus the zero-shot-vs-chance note."""
-  verdicts = KINDS.get(kind_of(name), generic)(runs)
+  """The verdicts of the rule sweeps/<name>.py declares, plus the zero-shot-vs-chance note."""
+  declared = study.of(name)
+  found = RULES[declared.verdicts](study.with_paper_steps(runs, declared))
   chance = zeroshot_chance(runs)
-  return verdicts + ([chance] if chance else [])
+  return found + ([chance] if chance else [])

@@ -8,7 +8,7 @@ Names are imported lazily, so `python -m mobilellm_jax.evaluation.tasks` runs it
 (an eager import here would load it twice and make runpy warn).
 """
 
-import importlib
+from mobilellm_jax import lazy
 
 _EXPORTS = {
     "TASKS": "tasks", "LICENSES": "tasks", "Question": "tasks", "load_task": "tasks",
@@ -23,9 +23,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-  if name not in _EXPORTS:
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-  value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-  globals()[name] = value  # Later lookups skip __getattr__.
-  return value
+__getattr__ = lazy.exports(__name__, _EXPORTS)

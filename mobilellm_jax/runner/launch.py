@@ -9,6 +9,7 @@ import traceback
 import ml_collections
 
 from mobilellm_jax.accelerators import peaks
+from mobilellm_jax.analysis import study
 from mobilellm_jax.model import counting, footprint
 from mobilellm_jax.runner import sweeps
 from mobilellm_jax.training import runtime
@@ -36,6 +37,7 @@ def sweep_directory(workdir: str, sweep: str, scale: str) -> str:
 def make_plan(sweep: str, scale: str = "cpu", *, workdir: str = "runs", seeds=None,
               only: str = "", shard: str = "", data_dir: str = "") -> Plan:
   runs = sweeps.expand(sweep, scale, seeds=seeds, only=only, shard=shard, data_dir=data_dir)
+  study.of(sweep)  # a PLOT or VERDICTS the analysis does not know fails here, not after training
   return Plan(sweep, scale, sweep_directory(workdir, sweep, scale), runs)
 
 
@@ -204,7 +206,7 @@ RESULT_COLUMNS = {"name": "run", "label": "label", "num_layers": "layers", "dim"
                   "zeroshot_avg": "zero-shot avg", "tokens_per_s": "tokens/s", "mfu": "MFU"}
 
 
-def finish(plan: Plan, module, log=print) -> str:
+def finish(plan: Plan, log=print) -> str:
   """Per-run table (printed, results.csv, results.md), the seed-aggregated table with verdicts,
   the headline plot (<sweep>.png) and REPORT.md, all in the sweep's directory; unless W&B is
   disabled, the sweep's summary run and its workspace (summary_run.py, dashboards.py)."""
@@ -226,13 +228,9 @@ def finish(plan: Plan, module, log=print) -> str:
   with open(os.path.join(plan.directory, "results.md"), "w") as f:
     f.write(f"# {plan.sweep} ({plan.scale})\n\n{per_run}\n\n## Over seeds\n\n{summary}\n\n"
             f"## Verdicts\n\n{verdict_text}\n")
-  headline = getattr(module, "HEADLINE", "label")
-  if headline == "num_layers":
-    figure = analysis.plots.plot_depth(aggregated)
-  elif headline == "share_repeats":
-    figure = analysis.plots.plot_repeats(aggregated)
-  else:
-    figure = analysis.plots.plot_bars(aggregated, headline, title=plan.sweep)
+  declared = analysis.study.of(plan.sweep)
+  headline = declared.headline
+  figure = analysis.plots.plot_headline(aggregated, declared.plot, headline, title=plan.sweep)
   analysis.plots.save(figure, os.path.join(plan.directory, f"{plan.sweep}.png"))
   report = analysis.write_report(plan.directory)
   text = f"{per_run}\n\nover seeds:\n{summary}\n\n{verdict_text}\n\nreport: {report}"

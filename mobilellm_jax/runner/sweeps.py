@@ -1,8 +1,9 @@
 """Sweeps: `sweeps/<name>.py` files, each with `get_runs(scale) -> list[ConfigDict]`, expanded
 into validated, named run configs; plus the scale settings and shape helpers the files share.
 
-A sweep file may also define DESCRIPTION (one line), HEADLINE (the summary column to plot the
-validation loss against, default 'label') and NOTE (printed by --dry_run, e.g. expected time).
+A sweep file may also define DESCRIPTION (one line), NOTE (printed by --dry_run, e.g. expected
+time) and how its results are read (analysis/study.py): HEADLINE (the summary column to plot the
+validation loss against, default 'label'), PLOT, VERDICTS and, for a ladder, PAPER_STEPS.
 """
 
 import fnmatch
