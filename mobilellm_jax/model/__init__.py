@@ -8,17 +8,12 @@ Names are imported lazily, so `mobilellm_jax.model.counting` (no JAX) stays ligh
 `python -m mobilellm_jax.model.counting` runs its module once.
 """
 
-import importlib
+from mobilellm_jax import lazy
 
 _EXPORTS = {name: "decoder" for name in (
-    "ModelArgs", "build_model", "Decoder", "Block", "Attention", "FeedForward", "RMSNorm",
+    "ModelArgs", "build_model", "Decoder", "Block", "Attention", "FeedForward", "RMSNorm", "PreNorm",
     "apply_rope", "rope_sin_cos", "init_std")}
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-  if name not in _EXPORTS:
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-  value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-  globals()[name] = value  # Later lookups skip __getattr__.
-  return value
+__getattr__ = lazy.exports(__name__, _EXPORTS)

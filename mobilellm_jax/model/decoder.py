@@ -16,7 +16,7 @@ from mobilellm_jax.ops import feedforward
 from mobilellm_jax.ops.attention import causal_attention, fused_cpu_qkv_attention, resolve
 from mobilellm_jax.ops.dense import dense, matmul_bwd, matmul_fwd
 from mobilellm_jax.ops.layer_scan import scan_layers
-from mobilellm_jax.ops.norm import rms_norm, rms_norm_into
+from mobilellm_jax.ops.norm import Normalized, rms_norm, rms_norm_into
 from mobilellm_jax.model.sharing import layer_passes
 from mobilellm_jax.training.sharding import constrain, constrain_gradient
 
@@ -100,10 +100,13 @@ class RMSNorm(nnx.Module):
   def __call__(self, x_BxLxD):
     return rms_norm(x_BxLxD, self.scale[...], self.eps)
 
-  def into(self, consumer, x_BxLxD, *args):
-    """consumer(self(x), *args), for a consumer made by norm.rms_norm_into: the normalised x is
-    recomputed in the backward pass instead of saved."""
-    return consumer(self.eps, x_BxLxD, self.scale[...], *args)
+
+class PreNorm(RMSNorm):
+  """A block's RMSNorm: norm(x) is handed to the projections that read it as a Normalized, so
+  each fuses the norm into its backward pass (recomputed, not saved: ops/norm.py)."""
+
+  def __call__(self, x_BxLxD) -> Normalized:
+    return Normalized(x_BxLxD, self.scale[...], self.eps)
 
 
 # Each block's two norms fused with the projections that read their output (ops/norm.py).
@@ -139,8 +142,8 @@ class Attention(nnx.Module):
     self.wo_HxExD = _param(rngs, (H, E, D), ("heads", "head_dim", "embed"), args, fan_in=H * E,
                            residual_output=True)
 
-  def __call__(self, x_BxLxD, sin, cos, norm: RMSNorm):
-    """attention(norm(x)); the norm is fused into the q/k/v projection."""
+  def __call__(self, x: Normalized, sin, cos):
+    """Attention of the normalised stream; the norm runs inside the q/k/v projection."""
     dt = self.dtype
     # One projection for q, k and v: one larger matmul, and one saved input for the backward
     # pass instead of three (a scan over layers stacks and copies each saved value).
@@ -152,7 +155,7 @@ class Attention(nnx.Module):
         jnp.concatenate([w[...].reshape(D, -1) for w in
                          (self.wq_DxHxE, self.wk_DxKxE, self.wv_DxKxE)], axis=1),
         ("embed", None)).astype(dt)
-    qkv_BxLxM = norm.into(_normed_matmul, x_BxLxD, w_DxM)
+    qkv_BxLxM = x.into(_normed_matmul, w_DxM)
     if resolve(self.impl, dt, E) == "fused_cpu":  # the kernel reads qkv in place, does RoPE
       out_BxLxHxE = fused_cpu_qkv_attention(qkv_BxLxM, sin, cos, H)
     else:
@@ -178,13 +181,13 @@ class FeedForward(nnx.Module):
     self.w_up_DxF = _param(rngs, (D, F), ("embed", "mlp"), args, fan_in=D)
     self.w_down_FxD = _param(rngs, (F, D), ("mlp", "embed"), args, fan_in=F, residual_output=True)
 
-  def __call__(self, x_BxLxD, norm: RMSNorm):
-    """ffn(norm(x)); the norm is fused into the first projection(s)."""
+  def __call__(self, x: Normalized):
+    """The FFN of the normalised stream; the norm runs inside the first projection(s)."""
     dt = self.dtype
     up_DxF, down_FxD = self.w_up_DxF[...].astype(dt), self.w_down_FxD[...].astype(dt)
     if self.gated:
-      return norm.into(_normed_swiglu, x_BxLxD, self.w_gate_DxF[...].astype(dt), up_DxF, down_FxD)
-    return norm.into(_normed_relu, x_BxLxD, up_DxF, down_FxD)
+      return x.into(_normed_swiglu, self.w_gate_DxF[...].astype(dt), up_DxF, down_FxD)
+    return x.into(_normed_relu, up_DxF, down_FxD)
 
 
 ACTIVATION_AXES = ("batch", None, None)  # [B, L, D] split by batch only (sharding.constrain)
@@ -194,14 +197,14 @@ class Block(nnx.Module):
   """Pre-norm residual block: x + attn(norm(x)), then x + ffn(norm(x))."""
 
   def __init__(self, args: ModelArgs, rngs: nnx.Rngs):
-    self.attn_norm = RMSNorm(args, rngs)
+    self.attn_norm = PreNorm(args, rngs)
     self.attn = Attention(args, rngs)
-    self.ffn_norm = RMSNorm(args, rngs)
+    self.ffn_norm = PreNorm(args, rngs)
     self.ffn = FeedForward(args, rngs)
 
   def __call__(self, x_BxLxD, sin, cos):
-    x_BxLxD = x_BxLxD + self.attn(x_BxLxD, sin, cos, self.attn_norm)
-    return constrain(x_BxLxD + self.ffn(x_BxLxD, self.ffn_norm), ACTIVATION_AXES)
+    x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD), sin, cos)
+    return constrain(x_BxLxD + self.ffn(self.ffn_norm(x_BxLxD)), ACTIVATION_AXES)
 
 
 _REMAT_POLICIES = {

@@ -6,10 +6,12 @@ stacked over depth ([layers, B, L, D] float32: 4 GB each at MobileLLM-350M x 16 
 then copies those stacks between the forward and backward loops. Here the backward pass
 recomputes the normalised input from the saved input (compute dtype) and the saved reciprocal
 RMS. `rms_norm_into` goes one step further for a norm whose only reader is a projection: it
-recomputes the normalised input instead of saving it. Same numbers as autodiff
+recomputes the normalised input instead of saving it; `Normalized` is how a model hands such a
+norm to that projection while still reading as `attn(norm(x))`. Same numbers as autodiff
 (tests/test_kernels.py).
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -78,3 +80,19 @@ def rms_norm_into(consumer_fwd, consumer_bwd):
 
   fused.defvjp(fused_fwd, fused_bwd)
   return fused
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalized:
+  """rms_norm(x, scale, eps), not computed yet: a projection made by rms_norm_into reads it
+  with `into` (the norm fused into its custom VJP); anything else asks for `value()`."""
+  x: jax.Array
+  scale: jax.Array
+  eps: float
+
+  def into(self, fused, *args):
+    """fused(norm(x), *args) for `fused` = rms_norm_into(consumer_fwd, consumer_bwd)."""
+    return fused(self.eps, self.x, self.scale, *args)
+
+  def value(self) -> jax.Array:
+    return rms_norm(self.x, self.scale, self.eps)
