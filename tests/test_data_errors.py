@@ -5,14 +5,6 @@ import tensorflow_datasets as tfds
 
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.data import DataError, make_eval_iterator, make_train_iterator
-from mobilellm_jax.data.testing import build_tiny_corpus
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  root = tmp_path_factory.mktemp("tiny_corpus_errors")
-  build_tiny_corpus(root, vocab_size=512)
-  return root
 
 
 @pytest.fixture

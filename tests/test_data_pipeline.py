@@ -12,14 +12,6 @@ from mobilellm_jax.configs import get_config
 from mobilellm_jax.data import load_tokenizer, make_eval_iterator, make_train_iterator
 from mobilellm_jax.data.builder import open_corpus_split
 from mobilellm_jax.data.readers import as_str
-from mobilellm_jax.data.testing import build_tiny_corpus
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  root = tmp_path_factory.mktemp("tiny_corpus")
-  build_tiny_corpus(root, vocab_size=512)
-  return root
 
 
 @pytest.fixture

@@ -6,17 +6,9 @@ import pytest
 
 from mobilellm_jax.runner import launch, sweeps
 from mobilellm_jax.configs import ConfigError
-from mobilellm_jax.data.testing import build_tiny_corpus
 from experiments import launch as launch_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  path = tmp_path_factory.mktemp("data")
-  build_tiny_corpus(path)
-  return str(path)
 
 
 @pytest.mark.parametrize("name", sweeps.list_sweeps())

@@ -14,17 +14,9 @@ import pytest
 from mobilellm_jax.training.checkpointing import CheckpointError
 from mobilellm_jax.configs import ConfigError, get_config
 from mobilellm_jax.data import DataError
-from mobilellm_jax.data.testing import build_tiny_corpus
 from mobilellm_jax.training.loop import NonFiniteLossError, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  path = tmp_path_factory.mktemp("data")
-  build_tiny_corpus(path)
-  return str(path)
 
 
 def smoke_config(data_dir, **train):
