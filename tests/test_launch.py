@@ -132,6 +132,12 @@ def test_smoke_sweep_end_to_end_then_relaunch_skips(data_dir, tmp_path, capsys):
   assert (sweep_dir / "REPORT.md").exists()
   assert launch_cli.main(argv) == 0
   assert f"{len(runs)} already done, 0 to train" in capsys.readouterr().out
+  # A second seed of one point: the sweep's table then holds every finished run, not only the
+  # runs this invocation asked for.
+  point = launch.run_name(runs[0])[:-len("-s0")]
+  assert launch_cli.main(argv + ["--seeds", "1", "--only", point + "-*"]) == 0
+  table = (sweep_dir / "results.csv").read_text()
+  assert all(launch.run_name(c) in table for c in runs) and f"{point}-s1" in table
 
 
 @pytest.mark.slow

@@ -212,12 +212,20 @@ def finish(plan: Plan, log=print) -> str:
   disabled, the sweep's summary run and its workspace (summary_run.py, dashboards.py)."""
   from mobilellm_jax import analysis  # pylint: disable=import-outside-toplevel  (pandas, matplotlib)
   sweep = analysis.load_sweep(plan.directory)
-  order = {run_name(c): i for i, c in enumerate(plan.runs)}  # the sweep file's order
-  runs = sweep.runs[sweep.runs["name"].isin(order)] if len(sweep.runs) else sweep.runs
+  # Every finished run of the sweep's points, any seed, in the sweep file's order: the tables
+  # describe the study, not only what this invocation's --seeds / --only / --shard trained.
+  points = {}
+  for config in sweeps.expand(plan.sweep, plan.scale):
+    points.setdefault(analysis.results.config_id(run_name(config)), len(points))
+  runs = sweep.runs
+  if len(runs):
+    point = runs["name"].map(analysis.results.config_id)
+    runs = runs[point.isin(points)].assign(_point=point.map(points))
+    runs = runs.sort_values(["_point", "seed"] if "seed" in runs else ["_point"])
+    runs = runs.drop(columns="_point")
   if runs.empty:
     log(f"no finished runs in {plan.directory}")
     return ""
-  runs = runs.iloc[runs["name"].map(order).argsort()]
   table = runs[[c for c in RESULT_COLUMNS if c in runs.columns]].rename(columns=RESULT_COLUMNS)
   table.to_csv(os.path.join(plan.directory, "results.csv"), index=False)
   per_run = analysis.tables.markdown(table)
