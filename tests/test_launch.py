@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from mobilellm_jax.analysis import results
 from mobilellm_jax.runner import launch, sweeps
 from mobilellm_jax.configs import ConfigError
 from experiments import launch as launch_cli
@@ -16,6 +17,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_every_sweep_expands_to_valid_named_runs(name, scale):
   runs = sweeps.expand(name, scale)
   assert runs and all(c.tracking.group == name for c in runs)
+
+
+def test_named_runs_take_a_seed_suffix_for_other_seeds():
+  """depth_vs_tokens names its runs by point: seed 0 keeps that name (the committed results),
+  other seeds add -s<seed>, and the analysis reads them as seeds of one point."""
+  names = [launch.run_name(c) for c in sweeps.expand("depth_vs_tokens", "smoke", seeds=[0, 1])]
+  assert len(set(names)) == len(names) == 8
+  assert {n for n in names if not n.endswith("-s1")} == {n[:-3] for n in names if n.endswith("-s1")}
+  assert {results.config_id(n) for n in names} == {n for n in names if not n.endswith("-s1")}
 
 
 def test_depth_vs_width_cpu_is_parameter_matched_within_2_percent():

@@ -73,6 +73,10 @@ def expand(name: str, scale: str, *, seeds=None, only: str = "", shard: str = ""
       config = ml_collections.ConfigDict(base.to_dict())
       config.train.seed = seed
       config.tracking.group = name
+      if config.tracking.run_name and seed != base.train.seed:
+        # A name the sweep file chose says its point, not its seed: other seeds get a suffix
+        # (the analysis groups '<name>' and '<name>-s1' as one point).
+        config.tracking.run_name = f"{base.tracking.run_name}-s{seed}"
       if data_dir:
         config.data.data_dir = data_dir
       runs.append(config)
