@@ -401,6 +401,29 @@ def test_released_preset_runs_get_the_papers_per_task_table(root):
   assert any("Released models" in c for c in captions) and any("baselines" in c for c in captions)
 
 
+def test_reproduction_scores_each_evaluated_run_against_chance(tmp_path):
+  """A run whose eval.json holds the eight tasks gets a row with its loss, bits per byte and
+  margin over chance; a margin beyond 2 standard errors either way is named, and a run scored
+  on fewer tasks is left out."""
+  from mobilellm_jax.analysis import reproduction  # pylint: disable=import-outside-toplevel
+  def write(run, acc, tasks=paper.TASKS):
+    os.makedirs(tmp_path / "a_study" / run)
+    scored = {t: dict(acc=acc, chance=0.25, num_questions=1000) for t in tasks}
+    (tmp_path / "a_study" / run / "eval.json").write_text(json.dumps(dict(
+        validation=dict(loss=4.5, bits_per_byte=1.8),
+        zeroshot=dict(tasks=scored, avg_acc=acc, avg_chance=0.25))))
+  assert "No run has been scored yet" in "\n".join(reproduction.zeroshot_section(str(tmp_path)))
+  write("good", 0.30)
+  write("biased", 0.20)
+  write("level", 0.25)
+  write("partial", 0.9, tasks=paper.TASKS[:2])
+  lines = "\n".join(reproduction.zeroshot_section(str(tmp_path))).splitlines()
+  rows = {l.split(" | ")[1]: l for l in lines if l.startswith("| a_study |")}
+  assert set(rows) == {"good", "biased", "level"}
+  assert rows["good"].endswith("+5.0 ± 0.6: above chance |") and "| 4.500 | 1.800 |" in rows["good"]
+  assert rows["biased"].endswith("below chance |") and rows["level"].endswith("at chance |")
+
+
 def test_reproduction_has_a_verdict_row_per_finding_and_keeps_the_prose(root, tmp_path):
   from mobilellm_jax.analysis import reproduction  # pylint: disable=import-outside-toplevel
   path = tmp_path / "REPRODUCTION.md"

@@ -8,11 +8,12 @@ scale". A study without results says so and gives the command that produces them
 
 import glob
 import json
+import math
 import os
 
 import pandas as pd
 
-from mobilellm_jax.analysis import paper, results, verdicts
+from mobilellm_jax.analysis import paper, results, tables, verdicts
 
 VERDICT_WORDS = {"agrees": "reproduced", "disagrees": "not reproduced",
                  "inconclusive": "inconclusive at this scale"}
@@ -106,6 +107,48 @@ def study_section(results_dir: str, sweep: str, question: str, statement: str) -
   return lines + [""]
 
 
+def zeroshot_section(results_dir: str) -> list[str]:
+  """Each run scored on the eight tasks (its eval.json from experiments/evaluate.py): accuracy
+  per task against chance beside its validation loss and bits per byte, and the average's margin
+  over chance against the evaluation's standard error (binomial, at p = 0.5)."""
+  rows = []
+  for path in sorted(glob.glob(os.path.join(results_dir, "*", "*", "eval.json"))):
+    with open(path) as f:
+      evaluation = json.load(f)
+    scored = evaluation.get("zeroshot", {})
+    tasks = scored.get("tasks", {})
+    if set(tasks) != set(paper.TASKS):
+      continue  # not the full eight tasks
+    run_dir = os.path.dirname(path)
+    counts = [tasks[t]["num_questions"] for t in paper.TASKS]
+    se = 100 * math.sqrt(sum(0.25 / n for n in counts)) / len(counts)
+    margin = 100 * (scored["avg_acc"] - scored["avg_chance"])
+    row = {"study": os.path.basename(os.path.dirname(run_dir)), "run": os.path.basename(run_dir),
+           "val loss": f"{evaluation['validation']['loss']:.3f}",
+           "bits/byte": f"{evaluation['validation']['bits_per_byte']:.3f}"}
+    row.update({t: f"{100 * tasks[t]['acc']:.1f} ({100 * tasks[t]['chance']:.0f})"
+                for t in paper.TASKS})
+    row["avg (chance)"] = f"{100 * scored['avg_acc']:.1f} ({100 * scored['avg_chance']:.1f})"
+    where = ("above chance" if margin > 2 * se else "below chance" if margin < -2 * se
+             else "at chance")
+    row["avg - chance"] = f"{margin:+.1f} ± {se:.1f}: {where}"
+    rows.append(row)
+  lines = ["## Zero-shot on the eight tasks", ""]
+  if not rows:
+    return lines + ["No run has been scored yet: `python experiments/evaluate.py --workdir "
+                    f"{results_dir}/<sweep>/<run>` scores one.", ""]
+  paper_avg = paper.FINAL_MODELS["125M"]["avg"]
+  return lines + [
+      "The best model of each study, scored once on the full eight tasks by `python "
+      f"experiments/evaluate.py --workdir {results_dir}/<sweep>/<run>` (about 4 min a model on 2 "
+      "CPU cores). Accuracy in %, chance in brackets; the last column is the average's margin "
+      "over chance and the evaluation's standard error, 'at chance' within 2 of them ('below "
+      "chance' is a bias of the answer scoring, e.g. towards one BoolQ answer, not knowledge). "
+      "The paper's MobileLLM-125M averages "
+      f"{paper_avg:.1f} after 1T tokens; these models saw 1M (see 'Metric' above).", "",
+      tables.markdown(pd.DataFrame(rows)), ""]
+
+
 def reproduction_markdown(results_dir: str = "results") -> str:
   statements = _paper_statements()
   lines = ["## The studies", "",
@@ -114,6 +157,7 @@ def reproduction_markdown(results_dir: str = "results") -> str:
            "summary are committed there.", ""]
   for sweep, question in STUDIES:
     lines += study_section(results_dir, sweep, question, statements[sweep])
+  lines += zeroshot_section(results_dir)
   return "\n".join(lines)
 
 
