@@ -342,6 +342,17 @@ def test_zeroshot_at_chance_is_called_out():
   assert "above chance" in verdicts.zeroshot_chance(runs).text
 
 
+def test_zeroshot_of_the_best_run_only_is_a_note_not_a_comparison():
+  """Scoring one run of a sweep (its best) adds a note against chance; the configs are still
+  compared on validation loss alone."""
+  runs = _frame({2: [4.0, 4.01, 3.99], 8: [3.9, 3.91, 3.89]}, num_heads=4, num_kv_heads=2,
+                **{f"zeroshot_{t}_n": 1000 for t in paper.TASKS}, zeroshot_chance=35.4)
+  runs["zeroshot_avg"] = [np.nan] * 3 + [32.5, np.nan, np.nan]
+  found = verdicts.for_sweep("depth_vs_width", runs)
+  assert [v.text.split(" at ")[0] for v in found[:-1]] == ["deeper beat wider"]
+  assert found[-1].text.startswith("zero-shot: the scored config is below chance")
+
+
 # --- tables, plots, report -------------------------------------------------------------------
 
 def test_tables_put_paper_next_to_ours(root):

@@ -22,6 +22,14 @@ def metrics_of(frame: pd.DataFrame) -> list[str]:
           or (f"{m}_mean" in frame and frame[f"{m}_mean"].notna().any())]
 
 
+def comparable_metrics(frame: pd.DataFrame) -> list[str]:
+  """The metrics of metrics_of that every row has: what configs can be compared on (zero-shot
+  is usually scored for a study's best model only)."""
+  return [m for m in metrics_of(frame)
+          if (f"{m}_mean" in frame and frame[f"{m}_mean"].notna().all())
+          or (f"{m}_mean" not in frame and frame[m].notna().all())]
+
+
 def pm(mean: float, std: float, digits: int = 3) -> str:
   """'3.412 ± 0.010', or '3.412' when the std is unknown."""
   if mean is None or not math.isfinite(mean):

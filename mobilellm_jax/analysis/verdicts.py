@@ -94,9 +94,13 @@ def zeroshot_chance(runs: pd.DataFrame) -> Verdict | None:
             f"{best['zeroshot_avg_mean']:.1f}%, {above:.1f} points above chance ({chance:.1f}%; "
             f"evaluation SE {se:.1f})")
   else:
-    text = (f"zero-shot: every config is within 2 SE of chance (best "
-            f"{best['zeroshot_avg_mean']:.1f}% vs chance {chance:.1f}%, SE {se:.1f}): at this "
-            f"scale the zero-shot tasks carry no signal; judge by validation loss")
+    where = ("below chance: a bias of the answer scoring, not knowledge" if above < -2 * se
+             else "within 2 SE of chance")
+    scored = ("every scored config is" if agg["zeroshot_avg_mean"].notna().sum() > 1
+              else "the scored config is")
+    text = (f"zero-shot: {scored} {where} (best {best['zeroshot_avg_mean']:.1f}% vs chance "
+            f"{chance:.1f}%, SE {se:.1f}): at this scale the zero-shot tasks carry no signal; "
+            "judge by validation loss")
   return Verdict(text, "note")
 
 
@@ -111,7 +115,7 @@ def depth_vs_width(runs: pd.DataFrame) -> list[Verdict]:
     if part["num_layers"].nunique() < 2:
       out.append(Verdict(f"only one depth at {budget} params: nothing to compare", "inconclusive"))
       continue
-    for metric in tables.metrics_of(part):
+    for metric in tables.comparable_metrics(part):
       best, shallow = _best(part, metric), part["num_layers"].idxmin()
       deeper_won = best != shallow
       reference = shallow if deeper_won else _best(part.drop(index=best), metric)
@@ -140,7 +144,7 @@ def ablation_ladder(runs: pd.DataFrame) -> list[Verdict]:
   labels = agg["label"].astype(str)
   index = list(agg.index)
   out = []
-  for metric in tables.metrics_of(agg):
+  for metric in tables.comparable_metrics(agg):
     for previous, current in zip(index, index[1:]):
       gap, won, pair = _contest(runs, agg, current, previous, metric,
                                 (labels[current], labels[previous]))
@@ -170,7 +174,7 @@ def layer_sharing(runs: pd.DataFrame) -> list[Verdict]:
   reported = paper.LAYER_SHARING["350M"]
   none = agg.index[agg["layer_sharing"] == "none"]
   out = []
-  for metric in tables.metrics_of(agg):
+  for metric in tables.comparable_metrics(agg):
     for i in (agg.index[agg["layer_sharing"] != "none"] if len(none) else []):
       strategy = agg.loc[i, "layer_sharing"]
       name = f"{strategy} x{agg.loc[i, 'share_repeats']}"
@@ -205,7 +209,7 @@ def repeat_count(runs: pd.DataFrame) -> list[Verdict]:
   base_name = f"{agg.loc[base, 'share_repeats']}x"
   low, high = paper.REPEAT_COUNT_GAIN_2X
   out = []
-  for metric in tables.metrics_of(agg):
+  for metric in tables.comparable_metrics(agg):
     increments, previous = [], base
     for i in agg.index[agg["share_repeats"] > agg.loc[base, "share_repeats"]]:
       k = agg.loc[i, "share_repeats"]
@@ -244,7 +248,7 @@ def embedding_sharing(runs: pd.DataFrame) -> list[Verdict]:
     out.append(Verdict(f"sharing the embedding saves {1 - tied / untied:.1%} of parameters "
                        f"({stats.format_count(untied)} -> {stats.format_count(tied)}); paper "
                        f"{paper_saved:.1%} at 125M", "note"))
-  for metric in tables.metrics_of(agg):
+  for metric in tables.comparable_metrics(agg):
     for a, b in (("tied", "untied"), ("tied_deeper", "untied"), ("tied_deeper", "tied")):
       if a not in first or b not in first:
         continue
@@ -262,7 +266,7 @@ def heads_kv(runs: pd.DataFrame) -> list[Verdict]:
   """Fewer KV heads at fixed query heads (the paper: about neutral), and the best head count."""
   agg = stats.aggregate_seeds(runs)
   out = []
-  for metric in tables.metrics_of(agg):
+  for metric in tables.comparable_metrics(agg):
     for heads, part in agg.groupby("num_heads"):
       if part["num_kv_heads"].nunique() < 2:
         continue
@@ -469,7 +473,7 @@ def generic(runs: pd.DataFrame) -> list[Verdict]:
   if len(agg) < 2:
     return [Verdict("one config: nothing to compare", "inconclusive")]
   out = []
-  for metric in tables.metrics_of(agg):
+  for metric in tables.comparable_metrics(agg):
     best = _best(agg, metric)
     runner = _best(agg.drop(index=best), metric)
     names = (agg.loc[best, "config"], agg.loc[runner, "config"])
