@@ -3,7 +3,7 @@ verdict rule, and (for the ablation ladder) which step of the paper each run's l
 
     # sweeps/depth_vs_width.py
     HEADLINE = "num_layers"      # the summary column the loss is plotted and tabled against
-    PLOT = "depth"               # plots.HEADLINE_PLOTS: 'depth', 'repeats', 'tokens', 'bars'
+    PLOT = "depth"               # plots.plot_headline: PLOTS below (depth, repeats, tokens, bars)
     VERDICTS = "depth_vs_width"  # verdicts.RULES: the comparison and the paper's numbers
     PAPER_STEPS = {...}          # label -> paper.ABLATION_LADDER key (ladder studies only)
 
