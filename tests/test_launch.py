@@ -28,6 +28,16 @@ def test_named_runs_take_a_seed_suffix_for_other_seeds():
   assert {results.config_id(n) for n in names} == {n for n in names if not n.endswith("-s1")}
 
 
+def test_seeds_replace_the_seeds_a_sweep_file_lists_itself():
+  """layer_sharing lists seeds 0 and 1 per strategy at cpu scale: --seeds 2 trains each strategy
+  once at seed 2 (it was refused: both listed seeds became two runs of one name)."""
+  runs = sweeps.expand("layer_sharing", "cpu", seeds=[2])
+  assert sorted(c.tracking.label for c in runs) == sorted(
+      c.tracking.label for c in sweeps.expand("layer_sharing", "cpu") if c.train.seed == 0)
+  assert {c.train.seed for c in runs} == {2}
+  assert len(sweeps.expand("layer_sharing", "cpu", seeds=[0, 1, 2])) == 3 * len(runs)
+
+
 def test_depth_vs_width_cpu_is_parameter_matched_within_2_percent():
   rows = [launch.run_row(c) for c in sweeps.expand("depth_vs_width", "cpu")]
   depths = sorted({r["layers"] for r in rows})

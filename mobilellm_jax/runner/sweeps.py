@@ -7,6 +7,7 @@ validation loss against, default 'label'), PLOT, VERDICTS and, for a ladder, PAP
 """
 
 import fnmatch
+import json
 import importlib.util
 import os
 
@@ -61,14 +62,31 @@ def parse_shard(text: str) -> tuple[int, int]:
   return index, count
 
 
+def distinct_points(configs):
+  """The configs with those that differ only in their seed kept once (the first of them): what
+  `--seeds` replaces the seeds of, so a sweep file that lists its own seeds takes others too."""
+  seen, points = set(), []
+  for config in configs:
+    point = config.to_dict()
+    point["train"] = {k: v for k, v in point["train"].items() if k != "seed"}
+    key = json.dumps(point, sort_keys=True, default=str)
+    if key not in seen:
+      seen.add(key)
+      points.append(config)
+  return points
+
+
 def expand(name: str, scale: str, *, seeds=None, only: str = "", shard: str = "",
            data_dir: str = "") -> list[ml_collections.ConfigDict]:
   """The sweep's runs at this scale: seeds applied, named, grouped, filtered, sharded, validated."""
   if scale not in SCALES:
     raise ConfigError(f"unknown scale {scale!r}; known scales: {', '.join(SCALES)}")
   module = load_sweep(name)
+  bases = module.get_runs(scale)
+  if seeds is not None:
+    bases = distinct_points(bases)
   runs = []
-  for base in module.get_runs(scale):
+  for base in bases:
     for seed in (seeds if seeds is not None else [base.train.seed]):
       config = ml_collections.ConfigDict(base.to_dict())
       config.train.seed = seed
