@@ -423,6 +423,23 @@ def scaling(fitted: pd.DataFrame) -> list[Verdict]:
   return out
 
 
+def _learning_rate_note(init: str, by_depth: dict) -> Verdict:
+  """Whether one peak LR serves every depth: the best rate per depth, the others within its seed
+  spread, and a rate that is best or level with the best at every depth, if any."""
+  parts = []
+  for depth, (best, level) in by_depth.items():
+    others = sorted(level - {best})
+    parts.append(f"{best:g} at {depth} layers" + (
+        f" ({', '.join(f'{lr:g}' for lr in others)} within the seed spread)" if others else ""))
+  shared = sorted(set.intersection(*(level for _, level in by_depth.values())))
+  if shared:
+    tail = (f": {', '.join(f'{lr:g}' for lr in shared)} is best or level with the best at every "
+            "depth tried, so one rate serves every depth")
+  else:
+    tail = (": no rate is level with the best at every depth, so one rate favours some depths")
+  return Verdict(f"{init} init: the best peak LR is " + ", ".join(parts) + tail, "note")
+
+
 def recipe_fairness(runs: pd.DataFrame) -> list[Verdict]:
   """Per depth, the best recipe (init scheme, peak LR); whether one LR is best at every depth;
   and whether the init scheme changes which depth wins (a recipe deciding the depth verdict)."""
@@ -443,14 +460,14 @@ def recipe_fairness(runs: pd.DataFrame) -> list[Verdict]:
                           pair=(recipe, other)))
     for init, rates in part.groupby("init_scheme"):
       if rates["peak_lr"].nunique() >= 2:
-        best_lr.setdefault(init, {})[depth] = float(rates.loc[_best(rates, "val_loss"), "peak_lr"])
+        top = _best(rates, "val_loss")
+        level = {float(rates.loc[i, "peak_lr"]) for i in rates.index
+                 if i == top or stats.config_gap(runs, agg, i, top, "val_loss").outside_spread
+                 is False}
+        best_lr.setdefault(init, {})[depth] = (float(rates.loc[top, "peak_lr"]), level)
   for init, by_depth in best_lr.items():
     if len(by_depth) >= 2:
-      same = len(set(by_depth.values())) == 1
-      out.append(Verdict(f"{init} init: the best peak LR is " + ", ".join(
-          f"{lr:g} at {depth} layers" for depth, lr in by_depth.items())
-          + (": one rate serves every depth tried" if same
-             else ": the best rate moves with depth, so one rate favours some depths"), "note"))
+      out.append(_learning_rate_note(init, by_depth))
   winners = {}
   for (init, lr), part in agg.groupby(["init_scheme", "peak_lr"], sort=False):
     if part["num_layers"].nunique() >= 2:
