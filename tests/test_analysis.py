@@ -211,6 +211,9 @@ def test_pure_power_law_and_fit_errors():
     fits.fit_power_law([1e6, 1e6, 2e6], [4.0, 4.1, 3.9])
   with pytest.raises(ValueError, match="does not fall"):
     fits.fit_power_law([1e6, 2e6, 4e6, 8e6], [3.0, 3.2, 3.4, 3.6])
+  # A 32-layer model's losses at 0.5M-4M tokens: straight in log C, so E has no floor to fit.
+  with pytest.raises(ValueError, match="no bend toward an irreducible loss"):
+    fits.fit_power_law([9.26e12, 1.845e13, 3.682e13, 7.356e13], [5.2057, 4.7635, 4.2741, 3.8233])
 
 
 def test_fit_families_recover_the_fake_laws_exponents(root):

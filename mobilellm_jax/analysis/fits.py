@@ -85,7 +85,12 @@ def _fit_once(log_x, y, irreducible):
     full[1:, 1:] = cov
     return np.array([0.0, coef[0], coef[1]]), full
   start = _projected_start(log_x, y)
-  params, cov = optimize.curve_fit(_model, log_x, y, p0=start, maxfev=20000)
+  try:
+    params, cov = optimize.curve_fit(_model, log_x, y, p0=start, maxfev=20000)
+  except RuntimeError:
+    # Points on a straight line in log x never bend toward a floor: E runs off to -inf.
+    raise ValueError("no bend toward an irreducible loss in these points (they lie on a line "
+                     "in log x), so E + A x^-alpha is not identified; add larger budgets") from None
   return params, cov
 
 
