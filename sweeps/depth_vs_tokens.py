@@ -1,15 +1,22 @@
 """The depth grid at several token budgets: does the best depth move deeper as tokens per
 parameter grow? (The paper trains ~2,000 tokens/param; a CPU affords ~1.)"""
 
-from mobilellm_jax.runner.sweeps import base_config, matched_model
+from mobilellm_jax.runner.sweeps import base_config, matched_model, with_seeds
 
 DESCRIPTION = "depth x token budget at fixed parameters: where is the best depth at each budget?"
 HEADLINE = "num_layers"
 PLOT = "depth"
 VERDICTS = "depth_vs_tokens"
-NOTE = ("cpu: 5 depths x 4 budgets (0.5M-4M tokens, 0.25-2 tokens/param) at 2M params, one seed, "
-        "the cpu recipe (depth-aware init); the estimate above assumes 30% MFU, the cpu runs "
-        "measure ~50-65% on idle cores. Add seeds with --seeds where neighbours are close.")
+NOTE = ("cpu: 5 depths x 4 budgets (0.5M-4M tokens, 0.25-2 tokens/param) at 2M params, three "
+        "seeds where a depth lies within two seed stds of the best (4, 8 and 16 layers; 2 layers "
+        "at 0.5M), one elsewhere; the cpu recipe (depth-aware init). The estimate above assumes "
+        "30% MFU; the cpu runs measure ~50-65% on idle cores.")
+
+
+def cpu_seeds(depth: int, tokens: int) -> tuple:
+  """Three seeds where a neighbour of the best depth lies within two seed stds of it, one where
+  it is further."""
+  return (0, 1, 2) if depth in (4, 8, 16) or (depth, tokens) == (2, 500_000) else (0,)
 
 
 def get_runs(scale):
@@ -30,5 +37,5 @@ def get_runs(scale):
                           ((1e9, "B"), (1e6, "M"), (1e3, "k"), (1, "")) if token_budget >= unit)
       config.tracking.update(label=f"{depth}L {tokens_label} tokens",
                              run_name=f"L{depth}-d{config.model.dim}-tok{tokens_label}")
-      runs.append(config)
+      runs += with_seeds([config], cpu_seeds(depth, token_budget) if scale == "cpu" else (0,))
   return runs

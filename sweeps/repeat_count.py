@@ -2,12 +2,15 @@
 diminishing returns)."""
 
 from mobilellm_jax.configs import get_config
-from mobilellm_jax.runner.sweeps import base_config
+from mobilellm_jax.runner.sweeps import base_config, with_seeds
 
 DESCRIPTION = "immediate sharing with each block run 1-4 times: same parameters, deeper compute"
 HEADLINE = "share_repeats"
 PLOT = "repeats"
 VERDICTS = "repeat_count"
+
+# cpu: three seeds per point, so a verdict is judged against the seed spread.
+CPU_SEEDS = (0, 1, 2)
 
 
 def get_runs(scale):
@@ -20,4 +23,4 @@ def get_runs(scale):
     config.model.update(layer_sharing="none" if repeats == 1 else "immediate", share_repeats=repeats)
     config.tracking.label = f"{repeats}x"
     runs.append(config)
-  return runs
+  return with_seeds(runs, CPU_SEEDS if scale == "cpu" else (0,))

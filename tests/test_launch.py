@@ -29,13 +29,13 @@ def test_named_runs_take_a_seed_suffix_for_other_seeds():
 
 
 def test_seeds_replace_the_seeds_a_sweep_file_lists_itself():
-  """layer_sharing lists seeds 0 and 1 per strategy at cpu scale: --seeds 2 trains each strategy
-  once at seed 2 (it was refused: both listed seeds became two runs of one name)."""
-  runs = sweeps.expand("layer_sharing", "cpu", seeds=[2])
+  """layer_sharing lists three seeds per strategy at cpu scale: --seeds 5 trains each strategy
+  once, at seed 5, not three runs of one name."""
+  runs = sweeps.expand("layer_sharing", "cpu", seeds=[5])
   assert sorted(c.tracking.label for c in runs) == sorted(
       c.tracking.label for c in sweeps.expand("layer_sharing", "cpu") if c.train.seed == 0)
-  assert {c.train.seed for c in runs} == {2}
-  assert len(sweeps.expand("layer_sharing", "cpu", seeds=[0, 1, 2])) == 3 * len(runs)
+  assert {c.train.seed for c in runs} == {5}
+  assert len(sweeps.expand("layer_sharing", "cpu", seeds=[0, 1, 2, 5])) == 4 * len(runs)
 
 
 def test_depth_vs_width_cpu_is_parameter_matched_within_2_percent():
@@ -193,3 +193,13 @@ def test_slurm_backend_through_submitit_local_executor(data_dir, tmp_path):
   statuses = launch.execute(plan, backend="slurm", executor=executor)
   assert [s["status"] for s in statuses] == ["done"]
   assert (tmp_path / "depth_vs_width-smoke" / launch.run_name(plan.runs[0]) / "summary.json").exists()
+
+
+@pytest.mark.parametrize("name", [n for n in sweeps.list_sweeps()
+                                  if os.path.isdir(os.path.join(REPO, "results", n))])
+def test_the_committed_results_hold_every_planned_cpu_run(name):
+  """results/<sweep>/ is the shipped study: every run its sweep file plans at cpu scale (each
+  seed it declares) has a summary there, so its tables and REPRODUCTION.md rows are complete."""
+  from mobilellm_jax.analysis import reproduction  # pylint: disable=import-outside-toplevel
+  missing, planned = reproduction.missing_runs(os.path.join(REPO, "results"), name)
+  assert planned and not missing, f"{name}: {len(missing)} of {planned} planned runs missing"

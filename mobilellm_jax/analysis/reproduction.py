@@ -68,6 +68,15 @@ def provenance(sweep_dir: str) -> dict:
               commits=sorted(commits), wall_minutes=wall / 60)
 
 
+def missing_runs(results_dir: str, sweep: str) -> tuple[list[str], int]:
+  """The sweep file's cpu runs that have no summary in results_dir/<sweep>, and how many it plans."""
+  from mobilellm_jax.runner import sweeps  # pylint: disable=import-outside-toplevel
+  names = [sweeps.run_name(config) for config in sweeps.expand(sweep, "cpu")]
+  done = {os.path.basename(os.path.dirname(path))
+          for path in glob.glob(os.path.join(results_dir, sweep, "*", "summary.json"))}
+  return [name for name in names if name not in done], len(names)
+
+
 def regime(runs: pd.DataFrame) -> str:
   """Tokens per parameter, embedding share and aspect ratio (dim / layers) of a sweep's runs."""
   tokens_per_param = runs["tokens_seen"] / runs["params"]
@@ -92,7 +101,10 @@ def study_section(results_dir: str, sweep: str, question: str, statement: str) -
   runs = loaded.runs
   where = provenance(sweep_dir)
   found = verdicts.for_sweep(sweep, runs)
-  lines += [f"Ours: {where['runs']} runs, seeds {', '.join(map(str, where['seeds']))}; "
+  missing, planned = missing_runs(results_dir, sweep)
+  coverage = ("every planned run" if not missing else
+              f"{planned - len(missing)} of {planned} planned runs; not yet run: {', '.join(missing)}")
+  lines += [f"Ours: {where['runs']} runs ({coverage}), seeds {', '.join(map(str, where['seeds']))}; "
             f"{regime(runs)}. Command: `{command}` "
             f"(its runs' wall times sum to {where['wall_minutes']:.0f} min on 2 CPU cores; trained at "
             f"{', '.join(where['commits'])}).", ""]

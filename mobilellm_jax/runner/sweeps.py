@@ -91,9 +91,9 @@ def expand(name: str, scale: str, *, seeds=None, only: str = "", shard: str = ""
       config = ml_collections.ConfigDict(base.to_dict())
       config.train.seed = seed
       config.tracking.group = name
-      if config.tracking.run_name and seed != base.train.seed:
-        # A name the sweep file chose says its point, not its seed: other seeds get a suffix
-        # (the analysis groups '<name>' and '<name>-s1' as one point).
+      if config.tracking.run_name and seed != 0:
+        # A name the sweep file chose says its point, not its seed: seeds other than 0 get a
+        # suffix (the analysis groups '<name>' and '<name>-s1' as one point).
         config.tracking.run_name = f"{base.tracking.run_name}-s{seed}"
       if data_dir:
         config.data.data_dir = data_dir
@@ -118,6 +118,18 @@ def expand(name: str, scale: str, *, seeds=None, only: str = "", shard: str = ""
 
 
 # --- what the sweep files share --------------------------------------------------------------
+
+def with_seeds(configs, seeds) -> list[ml_collections.ConfigDict]:
+  """Each config once per seed, in order: how a sweep file declares the seeds a study needs
+  (`--seeds` replaces them)."""
+  runs = []
+  for config in configs:
+    for seed in seeds:
+      run = ml_collections.ConfigDict(config.to_dict())
+      run.train.seed = seed
+      runs.append(run)
+  return runs
+
 
 def base_config(scale: str) -> ml_collections.ConfigDict:
   """The training setup of a scale; sweeps change the model (and the budget where they study it).
