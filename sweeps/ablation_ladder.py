@@ -4,7 +4,7 @@ baseline (FC-ReLU-FC, 12-layer style) -> + SwiGLU -> + deep and thin -> + embedd
 
 from mobilellm_jax.configs import get_config
 from mobilellm_jax.model.counting import param_counts
-from mobilellm_jax.runner.sweeps import base_config, matched_model, with_seeds
+from mobilellm_jax.runner.sweeps import base_config, matched_model, THREE_SEEDS, with_seeds
 
 DESCRIPTION = "each step of the paper's ladder, one change at a time"
 HEADLINE = "label"
@@ -16,8 +16,6 @@ PAPER_STEPS = {"1 baseline": "baseline", "2 + SwiGLU": "swiglu",
                "5 + GQA, wider": "gqa", "5 + GQA (MobileLLM)": "gqa",
                "6 + layer sharing": "layer_sharing",
                "6 + layer sharing (MobileLLM-LS)": "layer_sharing"}
-# cpu: three seeds per point, so a verdict is judged against the seed spread.
-CPU_SEEDS = (0, 1, 2)
 
 # cpu analogue at 2.6M untied: shallow-wide 2 layers -> deep-thin 8 layers (the width solver).
 
@@ -68,7 +66,7 @@ def get_runs(scale):
   runs = [_step(scale, label, **model) for label, model in steps]
   for config in runs:
     config.tracking.param_budget = budget
-  return with_seeds(runs, CPU_SEEDS if scale == "cpu" else (0,))
+  return with_seeds(runs, THREE_SEEDS if scale == "cpu" else (0,))
 
 
 def _as_ns(model: dict):

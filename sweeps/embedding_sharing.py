@@ -2,15 +2,12 @@
 layers 125M 45.0): untied N layers / tied N layers / tied with the saved parameters spent on depth."""
 
 from mobilellm_jax.model.counting import param_counts
-from mobilellm_jax.runner.sweeps import base_config, with_seeds
+from mobilellm_jax.runner.sweeps import base_config, THREE_SEEDS, with_seeds
 
 DESCRIPTION = "untied / tied / tied + the saved parameters spent on more layers"
 HEADLINE = "label"
 PLOT = "bars"
 VERDICTS = "embedding_sharing"
-
-# cpu: three seeds per point, so a verdict is judged against the seed spread.
-CPU_SEEDS = (0, 1, 2)
 
 
 def get_runs(scale):
@@ -38,4 +35,4 @@ def get_runs(scale):
   if scale == "paper":
     for config, paper_params in zip((untied, tied, deeper), (135_000_000, 119_000_000, 125_000_000)):
       config.tracking.paper_params = paper_params
-  return with_seeds([untied, tied, deeper], CPU_SEEDS if scale == "cpu" else (0,))
+  return with_seeds([untied, tied, deeper], THREE_SEEDS if scale == "cpu" else (0,))

@@ -1,15 +1,12 @@
 """Query heads and KV heads at a fixed size (the paper: 16 query heads of 64 best; 16 -> 4 KV
 heads about neutral at 125M). Fewer KV heads free parameters; the FFN takes them back."""
 
-from mobilellm_jax.runner.sweeps import base_config, matched_model, with_seeds
+from mobilellm_jax.runner.sweeps import base_config, matched_model, THREE_SEEDS, with_seeds
 
 DESCRIPTION = "query heads x KV heads at fixed parameters (FFN absorbs the difference)"
 HEADLINE = "label"
 PLOT = "bars"
 VERDICTS = "heads_kv"
-
-# cpu: three seeds per point, so a verdict is judged against the seed spread.
-CPU_SEEDS = (0, 1, 2)
 
 
 def get_runs(scale):
@@ -26,4 +23,4 @@ def get_runs(scale):
     m = config.model
     config.tracking.label = f"{m.num_heads}q/{m.num_kv_heads}kv (head_dim {head_dim})"
     runs.append(config)
-  return with_seeds(runs, CPU_SEEDS if scale == "cpu" else (0,))
+  return with_seeds(runs, THREE_SEEDS if scale == "cpu" else (0,))

@@ -2,15 +2,12 @@
 diminishing returns)."""
 
 from mobilellm_jax.configs import get_config
-from mobilellm_jax.runner.sweeps import base_config, with_seeds
+from mobilellm_jax.runner.sweeps import base_config, THREE_SEEDS, with_seeds
 
 DESCRIPTION = "immediate sharing with each block run 1-4 times: same parameters, deeper compute"
 HEADLINE = "share_repeats"
 PLOT = "repeats"
 VERDICTS = "repeat_count"
-
-# cpu: three seeds per point, so a verdict is judged against the seed spread.
-CPU_SEEDS = (0, 1, 2)
 
 
 def get_runs(scale):
@@ -23,4 +20,4 @@ def get_runs(scale):
     config.model.update(layer_sharing="none" if repeats == 1 else "immediate", share_repeats=repeats)
     config.tracking.label = f"{repeats}x"
     runs.append(config)
-  return with_seeds(runs, CPU_SEEDS if scale == "cpu" else (0,))
+  return with_seeds(runs, THREE_SEEDS if scale == "cpu" else (0,))

@@ -119,6 +119,11 @@ def expand(name: str, scale: str, *, seeds=None, only: str = "", shard: str = ""
 
 # --- what the sweep files share --------------------------------------------------------------
 
+# The seeds of a cpu study whose verdicts compare configs: enough to judge a gap against the
+# seed spread.
+THREE_SEEDS = (0, 1, 2)
+
+
 def with_seeds(configs, seeds) -> list[ml_collections.ConfigDict]:
   """Each config once per seed, in order: how a sweep file declares the seeds a study needs
   (`--seeds` replaces them)."""
