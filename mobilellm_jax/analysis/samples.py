@@ -76,7 +76,8 @@ def for_run(run_dir: str, prompts=PROMPTS, **settings) -> tuple[dict | None, str
       return (persisted, f"persisted samples.json; {reason}") if persisted else (None, reason)
   persisted = read(run_dir)
   if persisted:
-    return persisted, f"persisted {SAMPLES_FILE} (no checkpoint)"
+    return persisted, (f"read from its {SAMPLES_FILE}, sampled from its newest checkpoint (no "
+                       "checkpoint here now)")
   return None, f"no checkpoint and no {SAMPLES_FILE}"
 
 
