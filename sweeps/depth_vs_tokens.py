@@ -1,7 +1,7 @@
 """The depth grid at several token budgets: does the best depth move deeper as tokens per
 parameter grow? (The paper trains ~2,000 tokens/param; a CPU affords ~1.)"""
 
-from mobilellm_jax.runner.sweeps import base_config, matched_model, with_seeds
+from mobilellm_jax.runner.sweeps import base_config, matched_model, THREE_SEEDS, with_seeds
 
 DESCRIPTION = "depth x token budget at fixed parameters: where is the best depth at each budget?"
 HEADLINE = "num_layers"
@@ -16,7 +16,7 @@ NOTE = ("cpu: 5 depths x 4 budgets (0.5M-4M tokens, 0.25-2 tokens/param) at 2M p
 def cpu_seeds(depth: int, tokens: int) -> tuple:
   """Three seeds where a neighbour of the best depth lies within two seed stds of it, one where
   it is further."""
-  return (0, 1, 2) if depth in (4, 8, 16) or (depth, tokens) == (2, 500_000) else (0,)
+  return THREE_SEEDS if depth in (4, 8, 16) or (depth, tokens) == (2, 500_000) else (0,)
 
 
 def get_runs(scale):

@@ -3,7 +3,7 @@ shallowest, a middle and the deepest depth of the cpu depth grid, all at the sam
 tokens. The paper uses one learning rate for every shape; a recipe that favours one end of the grid
 would decide the depth-vs-width verdict by itself."""
 
-from mobilellm_jax.runner.sweeps import base_config, matched_model, with_seeds
+from mobilellm_jax.runner.sweeps import base_config, matched_model, THREE_SEEDS, with_seeds
 
 DESCRIPTION = "peak LR x init scheme at the grid's shallowest, middle and deepest depth"
 HEADLINE = "label"
@@ -22,8 +22,8 @@ RECIPES = (("fixed", 3e-3), ("fan_in_depth", 3e-3), ("fan_in", 3e-3), ("fan_in_d
            ("fixed", 1.2e-2))
 # cpu: (init scheme, peak LR, depth) run with three seeds: the best recipe at each depth and
 # its closest rival, so the best LR per depth is judged against the seed spread.
-THREE_SEEDS = {("fan_in_depth", 6e-3, 1), ("fan_in_depth", 3e-3, 1), ("fan_in_depth", 6e-3, 8),
-               ("fan_in_depth", 6e-3, 32), ("fan_in_depth", 1.2e-2, 32)}
+SEEDED = {("fan_in_depth", 6e-3, 1), ("fan_in_depth", 3e-3, 1), ("fan_in_depth", 6e-3, 8),
+          ("fan_in_depth", 6e-3, 32), ("fan_in_depth", 1.2e-2, 32)}
 
 
 def get_runs(scale):
@@ -43,6 +43,6 @@ def get_runs(scale):
       config.tracking.update(
           label=f"{depth}L {init_scheme} lr {config.optim.peak_lr:g}",
           run_name=f"L{depth}-d{config.model.dim}-{init_scheme}-lr{config.optim.peak_lr:g}")
-      three = scale == "cpu" and (init_scheme, peak_lr, depth) in THREE_SEEDS
-      runs += with_seeds([config], (0, 1, 2) if three else (0,))
+      seeded = scale == "cpu" and (init_scheme, peak_lr, depth) in SEEDED
+      runs += with_seeds([config], THREE_SEEDS if seeded else (0,))
   return runs

@@ -7,8 +7,8 @@ validation loss against, default 'label'), PLOT, VERDICTS and, for a ladder, PAP
 """
 
 import fnmatch
-import json
 import importlib.util
+import json
 import os
 
 import ml_collections
